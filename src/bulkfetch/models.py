@@ -1,0 +1,81 @@
+"""Plain data that flows between the modules: no behaviour, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NewType
+
+SafeRelPath = NewType("SafeRelPath", str)
+"""A POSIX path relative to --out that `plan` has checked stays inside it."""
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    NOT_MODIFIED = "not_modified"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class UrlLine:
+    """One entry of a URL list, as written."""
+
+    where: str  # "urls.txt:7"
+    url: str
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A validated, deduplicated URL with its output path."""
+
+    where: str
+    url: str
+    path: SafeRelPath
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome for one distinct URL; also exactly one manifest line."""
+
+    url: str
+    status: Status
+    path: str | None
+    http_status: int | None
+    bytes: int
+    sha256: str | None
+    attempts: int
+    elapsed: float
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a run needs, decided by the CLI."""
+
+    sources: tuple[str, ...]
+    out: Path
+    manifest: Path
+    concurrency: int = 50
+    retries: int = 3
+    timeout_s: float = 60.0
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Counts for the whole run."""
+
+    ok: int
+    failed: int
+    not_modified: int
+    skipped: int
+    bytes: int
+    elapsed_s: float
+    interrupted_by: int | None  # signal number, when a signal stopped the run
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.failed + self.not_modified + self.skipped

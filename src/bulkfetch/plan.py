@@ -1,0 +1,136 @@
+"""Meaning of URL-list entries, pure: validate, deduplicate, and decide each output path.
+
+Automatic paths are `HOST[_PORT]/STEM-HASH.EXT`: HASH is 16 hex digits of the URL's digest, so
+the path depends on the URL alone, two URLs never share one, and no directory ever has to be
+a file too (`/dir`, `/dir/` and `/dir/x` all land side by side in the host folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import urllib.parse
+from dataclasses import dataclass
+
+from yarl import URL
+
+from bulkfetch.models import Job, Result, SafeRelPath, Status, UrlLine
+from bulkfetch.seen import DigestSet
+
+STATE_DIR = ".bulkfetch"
+_STEM_MAX_BYTES = 100
+_SEGMENT_MAX_BYTES = 255
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+_EXT = re.compile(r"\.[A-Za-z0-9]{1,10}$")
+
+
+def digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A line that cannot be fetched, with a one-line reason that starts with where it is."""
+
+    where: str
+    url: str
+    error: str
+
+    def as_result(self) -> Result:
+        return Result(
+            url=self.url, status=Status.FAILED, path=None, http_status=None, bytes=0,
+            sha256=None, attempts=0, elapsed=0.0, error=self.error,
+        )
+
+
+def parse_url(text: str) -> URL | None:
+    """The URL if it is absolute http(s) with a host, else None."""
+    try:
+        url = URL(text)
+    except (ValueError, TypeError):
+        return None
+    if url.scheme not in ("http", "https") or not url.raw_host:
+        return None
+    return url
+
+
+def _clean(segment: str) -> str:
+    return _UNSAFE.sub("_", segment).strip(" .")
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    return text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
+
+
+def auto_path(url: URL, url_digest: bytes) -> SafeRelPath:
+    """The output path that depends only on the URL."""
+    host = _clean(url.raw_host or "").replace(":", "-") or "_"
+    if not url.is_default_port():
+        host = f"{host}_{url.explicit_port}"
+    leaf = _clean(urllib.parse.unquote(url.raw_path.rsplit("/", 1)[-1])) or "index"
+    match = _EXT.search(leaf)
+    stem, ext = (leaf[: match.start()], match.group()) if match and match.start() else (leaf, "")
+    stem = _truncate_utf8(stem, _STEM_MAX_BYTES)
+    return SafeRelPath(f"{host}/{stem}-{url_digest.hex()[:16]}{ext}")
+
+
+def check_name(name: str) -> SafeRelPath:
+    """NAME normalised to a path inside --out; ValueError says why it is not acceptable."""
+    if "\x00" in name or "\\" in name:
+        raise ValueError("has a NUL or a backslash; use / between folders")
+    if name.startswith("/"):
+        raise ValueError("is absolute; it must be relative to --out")
+    if name.endswith("/"):
+        raise ValueError("names a folder, not a file")
+    norm = posixpath.normpath(name)
+    parts = norm.split("/")
+    if norm == "." or parts[0] == "..":
+        raise ValueError("leaves --out")
+    if parts[0] == STATE_DIR:
+        raise ValueError(f"is inside bulkfetch's own {STATE_DIR}/ folder")
+    if any(len(p.encode("utf-8", "surrogatepass")) > _SEGMENT_MAX_BYTES for p in parts):
+        raise ValueError(f"has a part longer than {_SEGMENT_MAX_BYTES} bytes")
+    return SafeRelPath(norm)
+
+
+class Planner:
+    """Turns entries into jobs, in order, remembering only digests of what it has seen."""
+
+    def __init__(self, *, reserved: frozenset[str] = frozenset()) -> None:
+        self._urls = DigestSet()
+        self._names = DigestSet(16)
+        self._folders = DigestSet(16)
+        self._reserved = reserved
+
+    def plan(self, line: UrlLine) -> Job | Rejected | None:
+        """A job, a rejection, or None for a URL already planned (the first line wins)."""
+        url_digest = digest(line.url)
+        if not self._urls.add(url_digest):
+            return None
+        url = parse_url(line.url)
+        if url is None:
+            return Rejected(line.where, line.url, f"{line.where}: not an http(s) URL: {line.url!r}")
+        if line.name is None:
+            return Job(where=line.where, url=line.url, path=auto_path(url, url_digest))
+        try:
+            path = self._claim(check_name(line.name))
+        except ValueError as exc:
+            return Rejected(line.where, line.url, f"{line.where}: NAME {line.name!r} {exc}")
+        return Job(where=line.where, url=line.url, path=path)
+
+    def _claim(self, path: SafeRelPath) -> SafeRelPath:
+        """Reserve a NAME so that no other NAME is the same file or needs it as a folder."""
+        parts = path.split("/")
+        folders = [digest("/".join(parts[:i])) for i in range(1, len(parts))]
+        own = digest(path)
+        if path in self._reserved:
+            raise ValueError("is where the manifest goes")
+        if own in self._names:
+            raise ValueError("is already used by an earlier line")
+        if own in self._folders or any(f in self._names for f in folders):
+            raise ValueError("would make a file and a folder of one path with an earlier line")
+        self._names.add(own)
+        for folder in folders:
+            self._folders.add(folder)
+        return path
