@@ -13,12 +13,10 @@ import contextlib
 import hashlib
 import os
 import secrets
-from collections.abc import Callable
-from concurrent.futures import Executor
 from pathlib import Path
-from typing import TypeVar
 
 from bulkfetch.models import SafeRelPath
+from bulkfetch.writers import Writers, settle
 
 FLUSH_BYTES = 256 * 1024
 TEMP_PREFIX = ".bulkfetch-"
@@ -26,27 +24,18 @@ TEMP_SUFFIX = ".part"
 _IOV_MAX = 1024
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
-T = TypeVar("T")
-
 
 class Sink:
     """Where bodies go: the --out folder, and the threads that write into it."""
 
-    def __init__(self, root: Path, executor: Executor) -> None:
+    def __init__(self, root: Path, writers: Writers) -> None:
         self.root = root
+        self.writers = writers
         self._real_root = os.path.realpath(root)
-        self._executor = executor
         self._known_dirs: set[str] = set()
 
     def open(self, rel: SafeRelPath) -> PendingFile:
         return PendingFile(self, rel)
-
-    def submit(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run `fn` on a writer thread to its end, whatever happens to the calling task."""
-        return await settle(self.submit(fn, *args))
 
     def ensure_dir(self, folder: str) -> None:
         """Create `folder` and check that it really lies inside --out (no symlink leads out)."""
@@ -80,19 +69,19 @@ class PendingFile:
         if self._buffered >= FLUSH_BYTES:
             await self._wait_flush()
             chunks, self._buffer, self._buffered = self._buffer, [], 0
-            self._flushing = self._sink.submit(self._write, chunks)
+            self._flushing = self._sink.writers.submit(self._write, chunks)
 
     async def commit(self) -> str:
         """Write what is left, close, and rename into place; returns the sha256 hex digest."""
         await self._wait_flush()
         chunks, self._buffer = self._buffer, []
-        return await self._sink.run(self._commit, chunks)
+        return await self._sink.writers.run(self._commit, chunks)
 
     async def discard(self) -> None:
         """Forget the body: the temp file goes, nothing appears at the final path."""
         await self._wait_flush(quiet=True)
         self._buffer = []
-        await self._sink.run(self._discard)
+        await self._sink.writers.run(self._discard)
 
     async def _wait_flush(self, *, quiet: bool = False) -> None:
         flushing, self._flushing = self._flushing, None
@@ -132,19 +121,6 @@ class PendingFile:
             temp, self._temp = self._temp, ""
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
-
-
-async def settle(fut: asyncio.Future[T]) -> T:
-    """Await a thread job to its end; a cancellation that came meanwhile is delivered after."""
-    interrupted = False
-    while not fut.done():
-        try:
-            await asyncio.wait([fut])
-        except asyncio.CancelledError:
-            interrupted = True
-    if interrupted and (task := asyncio.current_task()) is not None:
-        task.cancel()
-    return fut.result()
 
 
 def _write_all(fd: int, chunks: list[bytes]) -> None:

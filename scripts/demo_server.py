@@ -1,0 +1,50 @@
+"""A small local HTTP server for the demo list in sample_urls/demo.txt (no internet needed).
+
+    python scripts/demo_server.py [--port 8765]
+
+/files/NAME?size=N   N deterministic bytes (default 64 KiB), with Content-Length
+/flaky/NAME          503 with Retry-After: 1 on the first request, then the file
+/redirect/NAME       302 to /files/NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+
+from aiohttp import web
+
+
+def body(name: str, size: int) -> bytes:
+    seed = hashlib.sha256(name.encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def make_app() -> web.Application:
+    seen: set[str] = set()
+
+    async def files(request: web.Request) -> web.Response:
+        size = int(request.query.get("size", 64 * 1024))
+        return web.Response(body=body(request.match_info["name"], size))
+
+    async def flaky(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in seen:
+            seen.add(name)
+            return web.Response(status=503, headers={"Retry-After": "1"})
+        return web.Response(body=body(name, 32 * 1024))
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"/files/{request.match_info['name']}")
+
+    app = web.Application()
+    app.router.add_get("/files/{name}", files)
+    app.router.add_get("/flaky/{name}", flaky)
+    app.router.add_get("/redirect/{name}", redirect)
+    return app
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8765)
+    web.run_app(make_app(), host="127.0.0.1", port=parser.parse_args().port, print=None)

@@ -1,0 +1,184 @@
+"""One URL: attempts, status classification, streaming to the sink.
+
+This is the only module that catches aiohttp's exceptions; each becomes a one-line description
+and a verdict on whether another attempt could help:
+
+    aiohttp.ClientError
+      ├─ TooManyRedirects, InvalidURL, NonHttpUrlClientError, ClientSSLError   final
+      └─ everything else (connect, reset, disconnected, payload cut short)      retried
+    asyncio.TimeoutError                                                        retried
+    OSError from the sink (disk full, permissions, a folder in the way)         final
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from bulkfetch.events import Observer
+from bulkfetch.models import Job, Result, Status
+from bulkfetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from bulkfetch.sink import PendingFile, Sink
+
+CHUNK_BYTES = 64 * 1024
+MAX_REDIRECTS = 10
+
+_FINAL_CLIENT_ERRORS = (
+    aiohttp.TooManyRedirects,
+    aiohttp.InvalidURL,
+    aiohttp.NonHttpUrlClientError,
+    aiohttp.ClientSSLError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt came to."""
+
+    http_status: int | None = None
+    error: str | None = None
+    retryable: bool = False
+    retry_after_s: float | None = None
+    size: int = 0
+    sha256: str | None = None
+
+
+class ShortBody(Exception):
+    """The connection ended before Content-Length bytes arrived."""
+
+
+class Fetcher:
+    """Fetches jobs over one shared session; at most `semaphore` attempts at once."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        semaphore: asyncio.Semaphore,
+        sink: Sink,
+        *,
+        policy: RetryPolicy,
+        timeout_s: float,
+        observer: Observer,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._semaphore = semaphore
+        self._sink = sink
+        self._policy = policy
+        self._timeout_s = timeout_s
+        self._observer = observer
+        self._sleep = sleep
+        self._clock = clock
+
+    async def fetch(self, job: Job) -> Result:
+        """Every attempt the policy allows, then the verdict; never raises for a network fault."""
+        start = self._clock()
+        attempt_no = 0
+        while True:
+            attempt_no += 1
+            self._observer.started(job, attempt_no)
+            attempt = await self._attempt(job)
+            error = attempt.error
+            if error is None or not attempt.retryable:
+                break
+            if attempt_no > self._policy.retries:
+                error = f"{error} (gave up after {attempt_no} attempts)"
+                break
+            cap = self._policy.retry_after_cap_s
+            if attempt.retry_after_s is not None and attempt.retry_after_s > cap:
+                error = f"{error}; Retry-After {attempt.retry_after_s:.0f}s exceeds {cap:.0f}s"
+                break
+            delay = self._policy.delay(attempt_no, retry_after_s=attempt.retry_after_s)
+            self._observer.retrying(job, attempt_no, delay, error)
+            await self._sleep(delay)
+        return Result(
+            url=job.url,
+            status=Status.FAILED if error else Status.OK,
+            path=None if error else job.path,
+            http_status=attempt.http_status,
+            bytes=attempt.size,
+            sha256=attempt.sha256,
+            attempts=attempt_no,
+            elapsed=round(self._clock() - start, 3),
+            error=error,
+        )
+
+    async def _attempt(self, job: Job) -> Attempt:
+        http_status = None
+        async with self._semaphore:
+            try:
+                async with self._session.get(job.url, max_redirects=MAX_REDIRECTS) as resp:
+                    http_status = resp.status
+                    if not 200 <= resp.status < 300:
+                        return _refused(resp)
+                    pending = self._sink.open(job.path)
+                    try:
+                        await self._stream(job, resp, pending)
+                    except BaseException:
+                        await pending.discard()
+                        raise
+                sha256 = await _commit(pending)
+                return Attempt(http_status=http_status, size=pending.size, sha256=sha256)
+            except _FINAL_CLIENT_ERRORS as exc:
+                return Attempt(http_status=http_status, error=_describe(exc))
+            except TimeoutError:
+                error = f"timed out after {self._timeout_s:g}s"
+                return Attempt(http_status=http_status, error=error, retryable=True)
+            except (aiohttp.ClientError, ShortBody) as exc:
+                return Attempt(http_status=http_status, error=_describe(exc), retryable=True)
+            except OSError as exc:
+                return Attempt(http_status=http_status, error=f"cannot write the file: {exc}")
+
+    async def _stream(
+        self, job: Job, resp: aiohttp.ClientResponse, pending: PendingFile
+    ) -> None:
+        received = self._observer.received
+        async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+            await pending.write(chunk)
+            received(job, len(chunk))
+        expected = resp.content_length
+        if expected is not None and pending.size != expected:
+            raise ShortBody(f"body cut short: {pending.size} of {expected} bytes")
+
+
+async def _commit(pending: PendingFile) -> str:
+    try:
+        return await pending.commit()
+    except BaseException:
+        await pending.discard()
+        raise
+
+
+def _refused(resp: aiohttp.ClientResponse) -> Attempt:
+    """A non-2xx answer: retried when the status says a later try may work."""
+    retryable = resp.status in RETRYABLE_STATUSES
+    return Attempt(
+        http_status=resp.status,
+        error=f"HTTP {resp.status} {resp.reason or ''}".rstrip(),
+        retryable=retryable,
+        retry_after_s=parse_retry_after(resp.headers.get("Retry-After")) if retryable else None,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line, never empty, description of a network fault."""
+    match exc:
+        case aiohttp.TooManyRedirects():
+            return f"too many redirects (more than {MAX_REDIRECTS}; a loop?)"
+        case aiohttp.NonHttpUrlClientError() | aiohttp.InvalidURL():
+            return f"redirected to an unusable URL: {exc}"
+        case aiohttp.ClientConnectorError():
+            return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc}"
+        case aiohttp.ServerDisconnectedError():
+            return "the server closed the connection before answering"
+        case aiohttp.ClientPayloadError():
+            return f"body cut short: {exc}"
+        case aiohttp.ClientConnectionResetError() | ConnectionResetError():
+            return "the connection was reset"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,123 @@
+"""Reading the URL lists: on a daemon thread, a block at a time, a few blocks ahead at most.
+
+A thread, because a source may be a pipe or a terminal whose read blocks for as long as its
+writer likes; a daemon one, because such a read cannot be interrupted and must not hold up exit.
+Parsing and planning happen on that thread too, so the event loop only receives jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from bulkfetch.models import Job
+from bulkfetch.plan import Planner, Rejected
+from bulkfetch.urllist import parse_line
+
+READ_BYTES = 64 * 1024
+BATCHES_AHEAD = 4
+
+MAX_LINE_BYTES = 1024 * 1024
+
+Planned = Job | Rejected
+_Post = Callable[[list[Planned] | BaseException | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    name: str  # as the user wrote it; "-" is standard input
+    file: io.BufferedIOBase
+
+
+class SourceError(Exception):
+    """A source could not be read to its end."""
+
+
+class _Stopped(Exception):
+    pass
+
+
+class Intake:
+    """Yields batches of planned entries, in list order, with back-pressure on the reader."""
+
+    def __init__(self, sources: Sequence[Source], planner: Planner) -> None:
+        self._sources = sources
+        self._planner = planner
+        self._room = threading.Semaphore(BATCHES_AHEAD)
+        self._stopped = False
+        self._lines_read = 0
+
+    @property
+    def lines_read(self) -> int:
+        return self._lines_read
+
+    async def batches(self) -> AsyncIterator[list[Planned]]:
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[list[Planned] | BaseException | None] = asyncio.Queue()
+
+        def post(item: list[Planned] | BaseException | None) -> None:
+            self._room.acquire()
+            if self._stopped:
+                raise _Stopped
+            try:
+                loop.call_soon_threadsafe(inbox.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                raise _Stopped from None
+
+        thread = threading.Thread(
+            target=self._read_all, args=(post,), name="bulkfetch-intake", daemon=True
+        )
+        thread.start()
+        try:
+            while (item := await inbox.get()) is not None:
+                self._room.release()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stopped = True
+            self._room.release()
+
+    def _read_all(self, post: _Post) -> None:
+        try:
+            for source in self._sources:
+                self._read_one(source, post)
+            post(None)
+        except _Stopped:
+            pass
+        except Exception as exc:  # a bug here must surface on the loop, not die with the thread
+            with contextlib.suppress(_Stopped):
+                post(exc)
+
+    def _read_one(self, source: Source, post: _Post) -> None:
+        tail = b""
+        lineno = 0
+        while True:
+            try:
+                block = source.file.read1(READ_BYTES)
+            except OSError as exc:
+                raise SourceError(f"{source.name}: cannot read: {exc.strerror or exc}") from exc
+            if block:
+                lines = (tail + block).split(b"\n")
+                tail = lines.pop()
+                if len(tail) > MAX_LINE_BYTES:
+                    raise SourceError(f"{source.name}:{lineno + len(lines) + 1}: line too long")
+            else:
+                lines, tail = ([tail] if tail else []), b""
+            planned: list[Planned] = []
+            for raw in lines:
+                lineno += 1
+                line = parse_line(raw, source=source.name, lineno=lineno)
+                if line is not None and (item := self._planner.plan(line)) is not None:
+                    planned.append(item)
+            self._lines_read += len(lines)
+            if planned:
+                post(planned)
+            if not block:
+                return
+
+

@@ -1,0 +1,159 @@
+"""The run: one session, one connector, one semaphore, a fixed set of workers, signals, summary."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+
+import aiohttp
+
+from bulkfetch.events import Observer
+from bulkfetch.fetch import Fetcher
+from bulkfetch.intake import Intake, Source
+from bulkfetch.manifest import Manifest
+from bulkfetch.models import Job, Result, Settings, Status, Summary
+from bulkfetch.plan import Planner, Rejected
+from bulkfetch.retry import RetryPolicy
+from bulkfetch.sink import Sink
+from bulkfetch.writers import Writers
+
+# Workers beyond the limit keep every slot busy while some of them sleep in a backoff.
+SPARE_WORKERS = 0.5
+READ_BUFFER_BYTES = 256 * 1024
+
+_Record = Callable[[Result], None]
+
+
+class Tally:
+    """Counts kept as results arrive, so that an interrupted run can still say what it did."""
+
+    def __init__(self, clock: float) -> None:
+        self.started = clock
+        self.counts = dict.fromkeys(Status, 0)
+        self.bytes = 0
+
+    def add(self, result: Result) -> None:
+        self.counts[result.status] += 1
+        self.bytes += result.bytes
+
+    def summary(self, now: float, interrupted_by: int | None) -> Summary:
+        return Summary(
+            ok=self.counts[Status.OK],
+            failed=self.counts[Status.FAILED],
+            not_modified=self.counts[Status.NOT_MODIFIED],
+            skipped=self.counts[Status.SKIPPED],
+            bytes=self.bytes,
+            elapsed_s=now - self.started,
+            interrupted_by=interrupted_by,
+        )
+
+
+def run(settings: Settings, sources: Sequence[Source], observer: Observer) -> Summary:
+    """Run the whole job on a new event loop; SIGINT and SIGTERM stop it cleanly."""
+    with asyncio.Runner() as runner:
+        return runner.run(_main(settings, sources, observer))
+
+
+async def _main(settings: Settings, sources: Sequence[Source], observer: Observer) -> Summary:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if received:  # a second signal: the user does not want to wait for the cleanup
+            os._exit(128 + signum)
+        received.append(signum)
+        main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    tally = Tally(time.monotonic())
+    try:
+        await _fetch_all(settings, sources, observer, tally)
+    except asyncio.CancelledError:
+        if not received:
+            raise
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return tally.summary(time.monotonic(), received[0] if received else None)
+
+
+async def _fetch_all(
+    settings: Settings, sources: Sequence[Source], observer: Observer, tally: Tally
+) -> None:
+    limit = settings.concurrency
+    writers = Writers()
+    try:
+        async with (
+            Manifest(settings.manifest, writers) as manifest,
+            _session(settings) as session,
+        ):
+            def record(result: Result) -> None:
+                manifest.add(result)
+                tally.add(result)
+                observer.finished(result)
+
+            fetcher = Fetcher(
+                session,
+                asyncio.Semaphore(limit),
+                Sink(settings.out, writers),
+                policy=RetryPolicy(retries=settings.retries),
+                timeout_s=settings.timeout_s,
+                observer=observer,
+            )
+            reserved = _reserved(settings)
+            intake = Intake(sources, Planner(reserved=reserved))
+            jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * limit)
+            workers = limit + max(1, int(limit * SPARE_WORKERS))
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_feed(intake, jobs, record, workers=workers))
+                for _ in range(workers):
+                    group.create_task(_work(fetcher, jobs, record))
+    finally:
+        writers.close()
+
+
+def _session(settings: Settings) -> aiohttp.ClientSession:
+    headers = {"User-Agent": f"bulkfetch/{version('bulkfetch')}", "Accept-Encoding": "identity"}
+    # A header given twice on the command line is sent twice; a default is replaced.
+    extra = {name.lower() for name, _ in settings.headers}
+    base = {k: v for k, v in headers.items() if k.lower() not in extra}
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=settings.concurrency),
+        timeout=aiohttp.ClientTimeout(total=settings.timeout_s),
+        headers=[*base.items(), *settings.headers],
+        auto_decompress=False,
+        read_bufsize=READ_BUFFER_BYTES,
+    )
+
+
+def _reserved(settings: Settings) -> frozenset[str]:
+    try:
+        inside = settings.manifest.resolve().relative_to(settings.out.resolve())
+    except ValueError:
+        return frozenset()
+    return frozenset({inside.as_posix()})
+
+
+async def _feed(
+    intake: Intake, jobs: asyncio.Queue[Job | None], record: _Record, *, workers: int
+) -> None:
+    async for batch in intake.batches():
+        for item in batch:
+            if isinstance(item, Rejected):
+                record(item.as_result())
+            else:
+                await jobs.put(item)
+    for _ in range(workers):
+        await jobs.put(None)
+
+
+async def _work(fetcher: Fetcher, jobs: asyncio.Queue[Job | None], record: _Record) -> None:
+    while (job := await jobs.get()) is not None:
+        record(await fetcher.fetch(job))
