@@ -36,10 +36,10 @@ class UsageError(Exception):
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 def fetch(
     sources: Annotated[list[str], typer.Argument(
-        metavar="SOURCE...", help="URL-list files, or - for standard input.", show_default=False,
+        metavar="SOURCE", help="URL-list files, or - for standard input.", show_default=False,
     )],
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Output folder, created if missing.",

@@ -112,7 +112,9 @@ class Fetcher:
         http_status = None
         async with self._semaphore:
             try:
-                async with self._session.get(job.url, max_redirects=MAX_REDIRECTS) as resp:
+                # aiohttp gives up when the count of redirects *reaches* max_redirects.
+                get = self._session.get(job.url, max_redirects=MAX_REDIRECTS + 1)
+                async with get as resp:
                     http_status = resp.status
                     if not 200 <= resp.status < 300:
                         return _refused(resp)

@@ -1,0 +1,213 @@
+"""A real HTTP server on 127.0.0.1, in a thread of its own, that injects faults on request.
+
+Routes (KEY separates the counters of different tests):
+  /bytes/N[?delay=S]          N deterministic bytes after S seconds, with Content-Length
+  /status/CODE                that status, with a short body
+  /flaky/KEY/FAILS/CODE[?retry_after=V]   CODE (with Retry-After: V) FAILS times, then 4 KiB
+  /truncate/KEY/FAILS         FAILS times: Content-Length 100000 but 50000 bytes and a close
+  /reset/KEY/FAILS            FAILS times: the connection is reset before any answer
+  /stall/S                    headers and 1000 of 2000 bytes, then S seconds of silence
+  /redirect/N                 a chain of N redirects ending at 1000 bytes
+  /loop                       redirects to itself
+  /to-ftp                     redirects to an ftp:// URL
+  /headers                    the request headers as JSON
+  /gzipped                    a gzip body with Content-Encoding: gzip, whatever was asked
+  /big/N                      N bytes written 1 MiB at a time
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import socket
+import struct
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+def body(name: str, size: int) -> bytes:
+    seed = hashlib.sha256(name.encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+GZIPPED = gzip.compress(body("gzipped", 50_000))
+
+
+@dataclass
+class Stats:
+    paths: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    hits: Counter[str] = field(default_factory=Counter)
+    peers: set[int] = field(default_factory=set)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def count(self, path: str) -> int:
+        return sum(1 for p in self.paths if p.split("?")[0] == path)
+
+
+class Server:
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.port = 0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+    def start(self) -> Server:
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def reset(self) -> None:
+        self.stats = Stats()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop_event.set)
+        self._thread.join(10)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._main())
+        self._loop.close()
+
+    async def _main(self) -> None:
+        self._stop_event = asyncio.Event()
+        runner = web.AppRunner(self._app(), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._started.set()
+        await self._stop_event.wait()
+        await runner.cleanup()
+
+    def _app(self) -> web.Application:
+        @web.middleware
+        async def track(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+            stats = self.stats
+            stats.paths.append(request.path_qs)
+            stats.headers.append(dict(request.headers))
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            if peer:
+                stats.peers.add(peer[1])
+            stats.in_flight += 1
+            stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+            try:
+                return await handler(request)
+            finally:
+                stats.in_flight -= 1
+
+        app = web.Application(middlewares=[track])
+        r = app.router
+        r.add_get("/bytes/{n}", self._bytes)
+        r.add_get("/status/{code}", self._status)
+        r.add_get("/flaky/{key}/{fails}/{code}", self._flaky)
+        r.add_get("/truncate/{key}/{fails}", self._truncate)
+        r.add_get("/reset/{key}/{fails}", self._reset)
+        r.add_get("/stall/{secs}", self._stall)
+        r.add_get("/redirect/{n}", self._redirect)
+        r.add_get("/loop", self._loop_redirect)
+        r.add_get("/to-ftp", self._to_ftp)
+        r.add_get("/headers", self._headers)
+        r.add_get("/gzipped", self._gzipped)
+        r.add_get("/big/{n}", self._big)
+        r.add_get("/{tail:.*}", self._anything)
+        return app
+
+    def _first(self, request: web.Request) -> bool:
+        """True while this KEY has failed fewer than FAILS times."""
+        key = request.path
+        self.stats.hits[key] += 1
+        return self.stats.hits[key] <= int(request.match_info["fails"])
+
+    async def _bytes(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("delay", 0)))
+        return web.Response(body=body(request.path, int(request.match_info["n"])))
+
+    async def _anything(self, request: web.Request) -> web.Response:
+        return web.Response(body=body(request.path_qs, 100))
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.Response(status=int(request.match_info["code"]), text="nope")
+
+    async def _flaky(self, request: web.Request) -> web.Response:
+        if self._first(request):
+            headers = {}
+            if "retry_after" in request.query:
+                headers["Retry-After"] = request.query["retry_after"]
+            return web.Response(status=int(request.match_info["code"]), headers=headers)
+        return web.Response(body=body(request.path, 4096))
+
+    async def _truncate(self, request: web.Request) -> web.StreamResponse:
+        if not self._first(request):
+            return web.Response(body=body(request.path, 100_000))
+        resp = web.StreamResponse()
+        resp.content_length = 100_000
+        await resp.prepare(request)
+        await resp.write(body(request.path, 50_000))
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    async def _reset(self, request: web.Request) -> web.StreamResponse:
+        if not self._first(request):
+            return web.Response(body=body(request.path, 2048))
+        assert request.transport is not None
+        sock = request.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        request.transport.abort()
+        await asyncio.sleep(1)
+        return web.Response()
+
+    async def _stall(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_length = 2000
+        await resp.prepare(request)
+        await resp.write(body(request.path, 1000))
+        await asyncio.sleep(float(request.match_info["secs"]))
+        await resp.write(body(request.path, 1000))
+        return resp
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        if n == 0:
+            return web.Response(body=body("redirect-end", 1000))
+        raise web.HTTPFound(f"/redirect/{n - 1}")
+
+    async def _loop_redirect(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    async def _to_ftp(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("ftp://127.0.0.1/x")
+
+    async def _headers(self, request: web.Request) -> web.Response:
+        return web.json_response(dict(request.headers))
+
+    async def _gzipped(self, request: web.Request) -> web.Response:
+        return web.Response(body=GZIPPED, headers={"Content-Encoding": "gzip"})
+
+    async def _big(self, request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])
+        resp = web.StreamResponse()
+        resp.content_length = n
+        await resp.prepare(request)
+        block = body("big", 1 << 20)
+        sent = 0
+        while sent < n:
+            part = block[: min(len(block), n - sent)]
+            await resp.write(part)
+            sent += len(part)
+        return resp
