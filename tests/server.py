@@ -6,7 +6,7 @@ Routes (KEY separates the counters of different tests):
   /flaky/KEY/FAILS/CODE[?retry_after=V]   CODE (with Retry-After: V) FAILS times, then 4 KiB
   /truncate/KEY/FAILS         FAILS times: Content-Length 100000 but 50000 bytes and a close
   /reset/KEY/FAILS            FAILS times: the connection is reset before any answer
-  /stall/S                    headers and 1000 of 2000 bytes, then S seconds of silence
+  /stall/S[?before=N]         headers and N (1000) of 2N bytes, then S seconds of silence
   /redirect/N                 a chain of N redirects ending at 1000 bytes
   /loop                       redirects to itself
   /to-ftp                     redirects to an ftp:// URL
@@ -173,12 +173,13 @@ class Server:
         return web.Response()
 
     async def _stall(self, request: web.Request) -> web.StreamResponse:
+        before = int(request.query.get("before", 1000))
         resp = web.StreamResponse()
-        resp.content_length = 2000
+        resp.content_length = 2 * before
         await resp.prepare(request)
-        await resp.write(body(request.path, 1000))
+        await resp.write(body(request.path, before))
         await asyncio.sleep(float(request.match_info["secs"]))
-        await resp.write(body(request.path, 1000))
+        await resp.write(body(request.path, before))
         return resp
 
     async def _redirect(self, request: web.Request) -> web.Response:

@@ -179,7 +179,7 @@ def test_tricky_urls_all_land_in_distinct_files(server: Server, tmp_path: Path) 
     paths = [
         "/dir", "/dir/", "/dir/x", "/dir/x/", "/" + "a" * 300, "/" + "a" * 300 + "/b",
         "/caf%C3%A9/na%C3%AFve.txt", "/x?q=1", "/x?q=2", "/X", "/x", "/../../etc/passwd",
-        "/%2e%2e/%2e%2e/up", "/a%2Fb", "/.hidden", "/..", "/%00nul", "/sp ace",
+        "/%2e%2e/%2e%2e/up", "/a%2Fb", "/.hidden", "/..", "/%00nul", "/sp%20ace", "/",
     ]
     urls = [server.base + p for p in paths]
     proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"))

@@ -6,12 +6,13 @@ typer lives only here. Nothing below this module prints.
 from __future__ import annotations
 
 import contextlib
-import io
+import os
 import signal
+import stat
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 
@@ -134,12 +135,15 @@ def _prepare_out(out: Path) -> None:
 
 def _open_source(name: str, stack: contextlib.ExitStack) -> Source:
     if name == "-":
-        return Source(name="-", file=cast(io.BufferedIOBase, sys.stdin.buffer))
+        return Source(name="-", fd=sys.stdin.fileno())
     try:
-        file = stack.enter_context(Path(name).open("rb"))  # noqa: SIM115 (the stack closes it)
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise UsageError(f"{name!r}: cannot read: {exc.strerror or exc}") from exc
-    return Source(name=name, file=file)
+    stack.callback(os.close, fd)
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        raise UsageError(f"{name!r}: cannot read: Is a directory")
+    return Source(name=name, fd=fd)
 
 
 def _print_summary(summary: Summary, settings: Settings) -> None:

@@ -2,6 +2,8 @@
 
 A thread, because a source may be a pipe or a terminal whose read blocks for as long as its
 writer likes; a daemon one, because such a read cannot be interrupted and must not hold up exit.
+It reads the raw descriptor: a buffered reader's lock, held by a blocked read, would abort the
+interpreter at exit.
 Parsing and planning happen on that thread too, so the event loop only receives jobs.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ _Post = Callable[[list[Planned] | BaseException | None], None]
 @dataclass(frozen=True, slots=True)
 class Source:
     name: str  # as the user wrote it; "-" is standard input
-    file: io.BufferedIOBase
+    fd: int
 
 
 class SourceError(Exception):
@@ -98,7 +100,7 @@ class Intake:
         lineno = 0
         while True:
             try:
-                block = source.file.read1(READ_BYTES)
+                block = os.read(source.fd, READ_BYTES)
             except OSError as exc:
                 raise SourceError(f"{source.name}: cannot read: {exc.strerror or exc}") from exc
             if block:

@@ -68,7 +68,8 @@ def auto_path(url: URL, url_digest: bytes) -> SafeRelPath:
     host = _clean(url.raw_host or "").replace(":", "-") or "_"
     if not url.is_default_port():
         host = f"{host}_{url.explicit_port}"
-    leaf = _clean(urllib.parse.unquote(url.raw_path.rsplit("/", 1)[-1])) or "index"
+    last = url.raw_path.rstrip("/").rsplit("/", 1)[-1]
+    leaf = _clean(urllib.parse.unquote(last)) or "index"
     match = _EXT.search(leaf)
     stem, ext = (leaf[: match.start()], match.group()) if match and match.start() else (leaf, "")
     stem = _truncate_utf8(stem, _STEM_MAX_BYTES)

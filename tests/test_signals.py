@@ -1,0 +1,68 @@
+"""SIGTERM and SIGINT stop a run within seconds, with a valid manifest and no partial files."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import bulkfetch_cmd, cli_env, write_list
+from tests.helpers import MANIFEST, assert_tidy, read_manifest
+from tests.server import Server
+
+
+def wait_for(condition: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_cleanly(
+    server: Server, tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
+    """Finished URLs stay in the manifest; in-flight ones leave no file and no temp file."""
+    done = [server.url(f"/bytes/{1000 + i}") for i in range(10)]
+    # Each stalls after 600 KiB, so a temp file is on disk while it waits.
+    stalled = [server.url(f"/stall/60?before={600 * 1024}&i={i}") for i in range(4)]
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        bulkfetch_cmd(str(write_list(tmp_path / "u", done + stalled)), "-o", str(out), "-c", "8"),
+        stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )
+    wait_for(lambda: len(list(out.rglob(".bulkfetch-*.part"))) == 4)
+    wait_for(lambda: len((out / MANIFEST).read_bytes().splitlines()) == 10)
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == code, stderr
+    assert f"interrupted by {signum.name}" in stderr and "Traceback" not in stderr
+    rows = read_manifest(out / MANIFEST)
+    assert set(rows) == set(done)
+    assert_tidy(out, rows)
+    assert not list(out.rglob("*.part"))
+
+
+def test_sigterm_while_stdin_stays_open(server: Server, tmp_path: Path) -> None:
+    """A list piped from a writer that never finishes does not keep bulkfetch alive."""
+    proc = subprocess.Popen(
+        bulkfetch_cmd("-", "-o", str(tmp_path / "out")),
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(f"{server.url('/bytes/5')}\n".encode())
+    proc.stdin.flush()
+    wait_for(lambda: server.stats.count("/bytes/5") == 1)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    finally:
+        proc.stdin.close()
+    assert proc.returncode == 143
+    assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
+    proc.stderr.close()
