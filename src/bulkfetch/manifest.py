@@ -1,7 +1,7 @@
 """The run's report: one JSON line per distinct URL, written as results arrive.
 
-Lines are handed to a writer thread in batches (every FLUSH_INTERVAL_S, or sooner when many
-are waiting), so the manifest costs no thread hop per URL and is at most a moment behind.
+Lines are handed to a writer thread in batches (every FLUSH_INTERVAL_S, or sooner when much
+is waiting), so the manifest costs no thread hop per URL and is at most a moment behind.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from bulkfetch.models import Result
 from bulkfetch.writers import Writers
 
 FLUSH_INTERVAL_S = 0.5
-FLUSH_LINES = 2000
+FLUSH_BYTES = 256 * 1024
 
 
 class Manifest:
@@ -28,9 +28,12 @@ class Manifest:
         self._path = path
         self._writers = writers
         self._file: BinaryIO | None = None
-        self._pending: list[bytes] = []
+        # One growing buffer: orjson hands back each line in a 4 KiB allocation, so keeping
+        # the lines themselves until the next flush would cost 4 KiB per URL.
+        self._pending = bytearray()
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def __aenter__(self) -> Manifest:
         self._file = await self._writers.run(_open, self._path)
@@ -41,31 +44,33 @@ class Manifest:
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # The flusher is told to stop, not cancelled: on 3.11, wait_for can swallow a
+        # cancellation that arrives as its inner wait completes.
+        self._closing = True
+        self._wake.set()
         if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.wait([self._flusher])
-            if not self._flusher.cancelled() and (error := self._flusher.exception()):
-                raise error
+            await self._flusher
         await self._flush()
         if self._file is not None:
             await self._writers.run(self._file.close)
 
     def add(self, result: Result) -> None:
-        self._pending.append(orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE))
-        if len(self._pending) >= FLUSH_LINES:
+        self._pending += orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE)
+        if len(self._pending) >= FLUSH_BYTES:
             self._wake.set()
 
     async def _flush_forever(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL_S)
+                async with asyncio.timeout(FLUSH_INTERVAL_S):
+                    await self._wake.wait()
             self._wake.clear()
             await self._flush()
 
     async def _flush(self) -> None:
         if self._pending and self._file is not None:
-            lines, self._pending = self._pending, []
-            await self._writers.run(_write, self._file, lines)
+            data, self._pending = self._pending, bytearray()
+            await self._writers.run(_write, self._file, data)
 
 
 def _open(path: Path) -> BinaryIO:
@@ -73,6 +78,6 @@ def _open(path: Path) -> BinaryIO:
     return path.open("wb")
 
 
-def _write(file: BinaryIO, lines: list[bytes]) -> None:
-    file.writelines(lines)
+def _write(file: BinaryIO, data: bytearray) -> None:
+    file.write(data)
     file.flush()
