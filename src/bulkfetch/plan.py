@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from yarl import URL
 
 from bulkfetch.models import Job, Result, SafeRelPath, Status, UrlLine
-from bulkfetch.seen import DigestSet
+from bulkfetch.seen import DIGEST_BYTES, DigestSet
 
 STATE_DIR = ".bulkfetch"
 _STEM_MAX_BYTES = 100
@@ -26,7 +26,7 @@ _EXT = re.compile(r"\.[A-Za-z0-9]{1,10}$")
 
 
 def digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
 
 
 @dataclass(frozen=True, slots=True)

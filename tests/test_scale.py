@@ -1,0 +1,81 @@
+"""Memory stays flat with body size and list length (peak RSS read from the kernel)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import bulkfetch_cmd, cli_env, write_list
+from tests.helpers import MANIFEST, read_manifest
+from tests.server import Server
+from tests.test_signals import wait_for
+
+RSS_LIMIT_MB = 100
+
+
+def run_measured(args: list[str], *, stop_after: float | None = None,
+                 started: object = None) -> tuple[int, float, str]:
+    """Run the CLI; returns exit code, peak RSS in MB, and stderr."""
+    proc = subprocess.Popen(bulkfetch_cmd(*args), stderr=subprocess.PIPE, text=True,
+                            env=cli_env())
+    if stop_after is not None:
+        if started is not None:
+            wait_for(started, timeout=5)
+        time.sleep(stop_after)
+        proc.send_signal(signal.SIGTERM)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    proc.stderr.close()
+    return proc.returncode, usage.ru_maxrss / 1024, stderr
+
+
+def test_memory_does_not_grow_with_body_size(server: Server, tmp_path: Path) -> None:
+    """A 50 MB body costs no more memory than a 1 MB one: it streams to disk."""
+    peaks = []
+    for size in (1 << 20, 50 << 20):
+        src = write_list(tmp_path / f"u{size}", [server.url(f"/big/{size}")])
+        code, peak, stderr = run_measured([str(src), "-o", str(tmp_path / "out")])
+        assert code == 0, stderr
+        peaks.append(peak)
+    assert peaks[1] < RSS_LIMIT_MB
+    assert peaks[1] - peaks[0] < 10, peaks
+
+
+def test_a_million_lines_start_at_once_in_bounded_memory(
+    server: Server, tmp_path: Path
+) -> None:
+    """Fetching starts within seconds of a 1,000,000-line list and RSS stays under 100 MB."""
+    src = tmp_path / "million.txt"
+    with src.open("w") as f:
+        f.writelines(f"{server.base}/m/{i}\n" for i in range(1_000_000))
+    began = time.monotonic()
+    code, peak, stderr = run_measured(
+        [str(src), "-o", str(tmp_path / "out"), "-c", "20"],
+        stop_after=3, started=lambda: len(server.stats.paths) > 0,
+    )
+    assert code == 143, stderr
+    assert peak < RSS_LIMIT_MB
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    assert len(rows) > 100 and all(row["status"] == "ok" for row in rows.values())
+    assert time.monotonic() - began < 15
+
+
+def test_a_million_distinct_lines_fit_the_dedupe_set(tmp_path: Path) -> None:
+    """All of a 1,000,000-line list goes through planning and the manifest under 100 MB.
+
+    Every line is rejected (not http), so the whole list is read without a network wait.
+    """
+    src = tmp_path / "million.txt"
+    with src.open("w") as f:
+        f.writelines(f"ftp://example/{i}\n" for i in range(1_000_000))
+    code, peak, stderr = run_measured([str(src), "-o", str(tmp_path / "out"), "-q"])
+    assert code == 1, stderr
+    assert peak < RSS_LIMIT_MB
+    with (tmp_path / "out" / MANIFEST).open("rb") as f:
+        assert sum(1 for _ in f) == 1_000_000
+    assert "1,000,000 failed" in stderr
