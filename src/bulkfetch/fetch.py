@@ -124,7 +124,7 @@ class Fetcher:
                     except BaseException:
                         await pending.discard()
                         raise
-                sha256 = await _commit(pending)
+                sha256 = await pending.commit()
                 return Attempt(http_status=http_status, size=pending.size, sha256=sha256)
             except _FINAL_CLIENT_ERRORS as exc:
                 return Attempt(http_status=http_status, error=_describe(exc))
@@ -146,14 +146,6 @@ class Fetcher:
         expected = resp.content_length
         if expected is not None and pending.size != expected:
             raise ShortBody(f"body cut short: {pending.size} of {expected} bytes")
-
-
-async def _commit(pending: PendingFile) -> str:
-    try:
-        return await pending.commit()
-    except BaseException:
-        await pending.discard()
-        raise
 
 
 def _refused(resp: aiohttp.ClientResponse) -> Attempt:

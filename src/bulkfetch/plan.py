@@ -65,7 +65,7 @@ def _truncate_utf8(text: str, limit: int) -> str:
 
 def auto_path(url: URL, url_digest: bytes) -> SafeRelPath:
     """The output path that depends only on the URL."""
-    host = _clean(url.raw_host or "").replace(":", "-") or "_"
+    host = _clean((url.raw_host or "").replace(":", "-")) or "_"
     if not url.is_default_port():
         host = f"{host}_{url.explicit_port}"
     last = url.raw_path.rstrip("/").rsplit("/", 1)[-1]

@@ -73,25 +73,27 @@ class PendingFile:
 
     async def commit(self) -> str:
         """Write what is left, close, and rename into place; returns the sha256 hex digest."""
-        await self._wait_flush()
         chunks, self._buffer = self._buffer, []
-        return await self._sink.writers.run(self._commit, chunks)
+        try:
+            await self._wait_flush()
+            return await self._sink.writers.run(self._commit, chunks)
+        except BaseException:
+            await self.discard()
+            raise
 
     async def discard(self) -> None:
         """Forget the body: the temp file goes, nothing appears at the final path."""
-        await self._wait_flush(quiet=True)
+        flushing, self._flushing = self._flushing, None
         self._buffer = []
+        if flushing is not None:
+            with contextlib.suppress(Exception):
+                await settle(flushing, defer_cancel=True)
         await self._sink.writers.run(self._discard)
 
-    async def _wait_flush(self, *, quiet: bool = False) -> None:
+    async def _wait_flush(self) -> None:
         flushing, self._flushing = self._flushing, None
-        if flushing is None:
-            return
-        try:
+        if flushing is not None:
             await settle(flushing)
-        except Exception:
-            if not quiet:
-                raise
 
     # Below: thread side. Each runs whole on a writer thread; never two at once for one file.
 

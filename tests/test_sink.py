@@ -1,0 +1,130 @@
+"""Atomic writes on a real folder: whole files or nothing, never outside --out."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bulkfetch.models import SafeRelPath
+from bulkfetch.sink import FLUSH_BYTES, PendingFile, Sink
+from bulkfetch.writers import Writers
+
+
+def with_sink(root: Path, body: Callable[[Sink], Awaitable[None]]) -> None:
+    async def main() -> None:
+        writers = Writers()
+        try:
+            await body(Sink(root, writers))
+        finally:
+            writers.close()
+
+    asyncio.run(main())
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+async def write_all(pending: PendingFile, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        await pending.write(chunk)
+
+
+@pytest.mark.parametrize("sizes", [[], [1], [1000, 2000], [65536] * 20, [FLUSH_BYTES * 3 + 7]])
+def test_commit_publishes_the_whole_body(tmp_path: Path, sizes: list[int]) -> None:
+    chunks = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    data = b"".join(chunks)
+
+    async def body(sink: Sink) -> None:
+        pending = sink.open(SafeRelPath("host/deep/file.bin"))
+        await write_all(pending, chunks)
+        assert await pending.commit() == hashlib.sha256(data).hexdigest()
+        assert pending.size == len(data)
+
+    with_sink(tmp_path, body)
+    assert (tmp_path / "host/deep/file.bin").read_bytes() == data
+    assert leftovers(tmp_path) == [tmp_path / "host/deep/file.bin"]
+
+
+def test_commit_replaces_an_older_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"old")
+
+    async def body(sink: Sink) -> None:
+        pending = sink.open(SafeRelPath("f"))
+        await pending.write(b"new")
+        await pending.commit()
+
+    with_sink(tmp_path, body)
+    assert (tmp_path / "f").read_bytes() == b"new"
+
+
+def test_discard_leaves_nothing(tmp_path: Path) -> None:
+    async def body(sink: Sink) -> None:
+        pending = sink.open(SafeRelPath("h/x"))
+        await write_all(pending, [b"x" * FLUSH_BYTES] * 3)
+        assert leftovers(tmp_path)  # the temp file exists while the body streams
+        await pending.discard()
+
+    with_sink(tmp_path, body)
+    assert leftovers(tmp_path) == []
+
+
+def test_cancelled_writer_leaves_no_temp_file(tmp_path: Path) -> None:
+    """Cancellation mid-body: the cleanup runs after the thread's write, not before it."""
+
+    async def body(sink: Sink) -> None:
+        pending = sink.open(SafeRelPath("h/x"))
+
+        async def stream() -> None:
+            try:
+                # Bounded: a swallowed cancellation must fail the test, not fill the disk.
+                for _ in range(400):
+                    await pending.write(b"y" * FLUSH_BYTES)
+            except asyncio.CancelledError:
+                await pending.discard()
+                raise
+
+        task = asyncio.create_task(stream())
+        while not leftovers(tmp_path):  # noqa: ASYNC110 (polling the disk, not an event)
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with_sink(tmp_path, body)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_symlink_cannot_lead_outside(tmp_path: Path) -> None:
+    """A folder inside --out that links elsewhere is refused; nothing is written there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / "host").symlink_to(outside)
+
+    async def body(sink: Sink) -> None:
+        pending = sink.open(SafeRelPath("host/x"))
+        await pending.write(b"data")
+        with pytest.raises(OSError, match="outside --out"):
+            await pending.commit()
+
+    with_sink(root, body)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_folder_in_the_way_fails_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+
+    async def body(sink: Sink) -> None:
+        pending = sink.open(SafeRelPath("x"))
+        await pending.write(b"data")
+        with pytest.raises(IsADirectoryError):
+            await pending.commit()
+
+    with_sink(tmp_path, body)
+    assert leftovers(tmp_path) == []
