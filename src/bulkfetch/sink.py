@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import os
-import secrets
 from pathlib import Path
 
 from bulkfetch.models import SafeRelPath
@@ -22,6 +22,7 @@ FLUSH_BYTES = 256 * 1024
 TEMP_PREFIX = ".bulkfetch-"
 TEMP_SUFFIX = ".part"
 _IOV_MAX = 1024
+_temp_ids = itertools.count()  # next() on a count is atomic under the GIL
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -101,8 +102,7 @@ class PendingFile:
         if self._fd < 0:
             folder = os.path.dirname(self.final)
             self._sink.ensure_dir(folder)
-            self._temp = os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
-            self._fd = os.open(self._temp, _OPEN_FLAGS, 0o666)
+            self._temp, self._fd = _create_temp(folder)
         for chunk in chunks:
             self._hash.update(chunk)
         _write_all(self._fd, chunks)
@@ -123,6 +123,16 @@ class PendingFile:
             temp, self._temp = self._temp, ""
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+
+
+def _create_temp(folder: str) -> tuple[str, int]:
+    """A new temp file in `folder`; O_EXCL makes a name left by an earlier run safe to meet."""
+    while True:
+        name = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{next(_temp_ids)}{TEMP_SUFFIX}")
+        try:
+            return name, os.open(name, _OPEN_FLAGS, 0o666)
+        except FileExistsError:
+            continue
 
 
 def _write_all(fd: int, chunks: list[bytes]) -> None:
