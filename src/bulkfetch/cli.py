@@ -1,28 +1,30 @@
 """The command line: argv in, a validated Settings out, one call to the runner, one exit code.
 
-typer lives only here. Nothing below this module prints.
+typer lives only here. Nothing below this module and `progress` prints.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-import signal
 import stat
 import sys
 import traceback
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
+from rich.console import Console
 
 from bulkfetch import runner
 from bulkfetch.intake import Source
-from bulkfetch.models import Job, Result, Settings, Status, Summary
+from bulkfetch.models import Settings, Summary
 from bulkfetch.plan import STATE_DIR
+from bulkfetch.progress import Display, DisplaySettings, Mode
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
-FAILURE_LINES = 50
 
 # typer >= 0.26 vendors click; its ClickException is reachable only through a public subclass.
 _ClickException: type[Exception] = next(
@@ -65,8 +67,19 @@ def fetch(
         show_default=False,
     )] = None,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="Only errors and a short summary, on stderr.",
+        "--quiet", "-q", help="Only errors and a short summary, on stderr; no progress.",
     )] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="One line per finished URL.",
+    )] = False,
+    status_interval: Annotated[float, typer.Option(
+        min=0, metavar="SECONDS",
+        help="Without the live table: a status line this often (0: never).",
+    )] = 30.0,
+    summary_json: Annotated[Path | None, typer.Option(
+        metavar="PATH", help="Write a JSON summary of the run here at the end.",
+        show_default=False,
+    )] = None,
 ) -> int:
     """Fetch every URL in the SOURCE lists into --out, with a manifest of what happened."""
     settings = Settings(
@@ -78,13 +91,35 @@ def fetch(
         timeout_s=timeout,
         headers=tuple(_parse_header(h) for h in header or ()),
     )
+    if quiet and verbose:
+        raise UsageError("--quiet and --verbose do not go together")
     _prepare_out(settings.out)
+    display = Display(
+        DisplaySettings(
+            mode=_mode(quiet=quiet, progress=progress),
+            verbose=verbose,
+            status_interval_s=status_interval,
+        ),
+        limit=settings.concurrency,
+        stream=sys.stderr,
+        console=Console(stderr=True, force_terminal=True if progress else None),
+    )
     with contextlib.ExitStack() as stack:
         opened = [_open_source(name, stack) for name in settings.sources]
-        reporter = Reporter()
-        summary = runner.run(settings, opened, reporter)
-    _print_summary(summary, settings)
-    return exit_code(summary)
+        summary = runner.run(settings, opened, display, companion=display.run)
+    display.show_summary(summary, settings.manifest)
+    code = exit_code(summary)
+    if summary_json is not None:
+        _write_summary_json(summary_json, summary, settings, code)
+    return code
+
+
+def _mode(*, quiet: bool, progress: bool | None) -> Mode:
+    if quiet:
+        return Mode.QUIET
+    if progress is None:
+        progress = sys.stderr.isatty()
+    return Mode.LIVE if progress else Mode.PLAIN
 
 
 def exit_code(summary: Summary) -> int:
@@ -92,31 +127,6 @@ def exit_code(summary: Summary) -> int:
     if summary.interrupted_by is not None:
         return 128 + summary.interrupted_by
     return EXIT_FAILED if summary.failed else EXIT_OK
-
-
-class Reporter:
-    """Prints each failure as one line on stderr (the first FAILURE_LINES of them)."""
-
-    def __init__(self) -> None:
-        self._failures = 0
-
-    def started(self, job: Job, attempt: int) -> None:
-        pass
-
-    def received(self, job: Job, nbytes: int) -> None:
-        pass
-
-    def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None:
-        pass
-
-    def finished(self, result: Result) -> None:
-        if result.status is not Status.FAILED:
-            return
-        self._failures += 1
-        if self._failures <= FAILURE_LINES:
-            _say(f"failed: {result.url}: {result.error}")
-        elif self._failures == FAILURE_LINES + 1:
-            _say("further failures are listed only in the manifest")
 
 
 def _parse_header(text: str) -> tuple[str, str]:
@@ -146,17 +156,22 @@ def _open_source(name: str, stack: contextlib.ExitStack) -> Source:
     return Source(name=name, fd=fd)
 
 
-def _print_summary(summary: Summary, settings: Settings) -> None:
-    if summary.interrupted_by is not None:
-        name = signal.Signals(summary.interrupted_by).name
-        _say(f"interrupted by {name}; the manifest lists what finished")
+def _write_summary_json(path: Path, summary: Summary, settings: Settings, code: int) -> None:
     seconds = max(summary.elapsed_s, 1e-9)
-    _say(
-        f"{summary.ok:,} ok, {summary.failed:,} failed, {summary.not_modified:,} not modified, "
-        f"{summary.skipped:,} skipped; {summary.bytes / 1e6:,.1f} MB in {summary.elapsed_s:.1f}s "
-        f"({summary.total / seconds:,.0f} files/s, {summary.bytes / 1e6 / seconds:,.1f} MB/s)"
-    )
-    _say(f"manifest: {settings.manifest}")
+    data = {
+        **dataclasses.asdict(summary),
+        "total": summary.total,
+        "files_per_s": round(summary.total / seconds, 3),
+        "bytes_per_s": round(summary.bytes / seconds, 3),
+        "manifest": str(settings.manifest),
+        "exit_code": code,
+    }
+    temp = path.with_name(f".{path.name}.part")
+    try:
+        temp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        temp.replace(path)
+    except OSError as exc:
+        _say(f"error: --summary-json {str(path)!r}: {exc.strerror or exc}")
 
 
 def _say(line: str) -> None:

@@ -1,4 +1,8 @@
-"""What a run reports as it goes. The fetch code calls an observer and never knows what it does."""
+"""What a run reports as it goes. The fetch code calls an observer and never knows what it does.
+
+Every method is called on the event loop thread and must return at once; `received` is called
+for every chunk, so it must cost no more than a few counter updates.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,41 @@ from bulkfetch.models import Job, Result
 
 
 class Observer(Protocol):
-    """Receives events on the event loop thread; every method must return at once."""
+    def queued(self) -> None:
+        """One more distinct URL was read from the lists."""
 
-    def started(self, job: Job, attempt: int) -> None: ...
+    def listing_done(self) -> None:
+        """Every list has been read: the total is known."""
 
-    def received(self, job: Job, nbytes: int) -> None: ...
+    def started(self, job: Job, attempt: int) -> None:
+        """An attempt holds a slot and is about to send its request."""
 
-    def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None: ...
+    def responded(self, job: Job, content_length: int | None) -> None:
+        """A 2xx answer arrived; its body follows."""
 
-    def finished(self, result: Result) -> None: ...
+    def received(self, job: Job, nbytes: int) -> None:
+        """A chunk of body was written."""
+
+    def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None:
+        """An attempt failed and another follows after `delay_s`."""
+
+    def finished(self, result: Result) -> None:
+        """The verdict for one URL."""
 
 
 class NullObserver:
     """The default: nobody is watching."""
 
+    def queued(self) -> None:
+        pass
+
+    def listing_done(self) -> None:
+        pass
+
     def started(self, job: Job, attempt: int) -> None:
+        pass
+
+    def responded(self, job: Job, content_length: int | None) -> None:
         pass
 
     def received(self, job: Job, nbytes: int) -> None:

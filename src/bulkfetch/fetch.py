@@ -81,8 +81,7 @@ class Fetcher:
         attempt_no = 0
         while True:
             attempt_no += 1
-            self._observer.started(job, attempt_no)
-            attempt = await self._attempt(job)
+            attempt = await self._attempt(job, attempt_no)
             error = attempt.error
             if error is None or not attempt.retryable:
                 break
@@ -108,9 +107,10 @@ class Fetcher:
             error=error,
         )
 
-    async def _attempt(self, job: Job) -> Attempt:
+    async def _attempt(self, job: Job, attempt_no: int) -> Attempt:
         http_status = None
         async with self._semaphore:
+            self._observer.started(job, attempt_no)
             try:
                 # aiohttp gives up when the count of redirects *reaches* max_redirects.
                 get = self._session.get(job.url, max_redirects=MAX_REDIRECTS + 1)
@@ -118,6 +118,7 @@ class Fetcher:
                     http_status = resp.status
                     if not 200 <= resp.status < 300:
                         return _refused(resp)
+                    self._observer.responded(job, resp.content_length)
                     pending = self._sink.open(job.path)
                     try:
                         await self._stream(job, resp, pending)

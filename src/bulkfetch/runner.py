@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import version
 
 import aiohttp
@@ -52,13 +52,27 @@ class Tally:
         )
 
 
-def run(settings: Settings, sources: Sequence[Source], observer: Observer) -> Summary:
-    """Run the whole job on a new event loop; SIGINT and SIGTERM stop it cleanly."""
+def run(
+    settings: Settings,
+    sources: Sequence[Source],
+    observer: Observer,
+    *,
+    companion: Callable[[], Coroutine[object, object, None]] | None = None,
+) -> Summary:
+    """Run the whole job on a new event loop; SIGINT and SIGTERM stop it cleanly.
+
+    `companion` (a display's refresh loop) runs beside the job and is cancelled when it ends.
+    """
     with asyncio.Runner() as runner:
-        return runner.run(_main(settings, sources, observer))
+        return runner.run(_main(settings, sources, observer, companion))
 
 
-async def _main(settings: Settings, sources: Sequence[Source], observer: Observer) -> Summary:
+async def _main(
+    settings: Settings,
+    sources: Sequence[Source],
+    observer: Observer,
+    companion: Callable[[], Coroutine[object, object, None]] | None,
+) -> Summary:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
@@ -73,6 +87,7 @@ async def _main(settings: Settings, sources: Sequence[Source], observer: Observe
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     tally = Tally(time.monotonic())
+    beside = asyncio.create_task(companion()) if companion else None
     try:
         await _fetch_all(settings, sources, observer, tally)
     except asyncio.CancelledError:
@@ -81,6 +96,11 @@ async def _main(settings: Settings, sources: Sequence[Source], observer: Observe
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        if beside is not None:
+            beside.cancel()
+            await asyncio.wait([beside])
+            if not beside.cancelled() and (error := beside.exception()) is not None:
+                raise error
     return tally.summary(time.monotonic(), received[0] if received else None)
 
 
@@ -112,7 +132,7 @@ async def _fetch_all(
             jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * limit)
             workers = limit + max(1, int(limit * SPARE_WORKERS))
             async with asyncio.TaskGroup() as group:
-                group.create_task(_feed(intake, jobs, record, workers=workers))
+                group.create_task(_feed(intake, jobs, record, observer, workers=workers))
                 for _ in range(workers):
                     group.create_task(_work(fetcher, jobs, record))
     finally:
@@ -142,14 +162,21 @@ def _reserved(settings: Settings) -> frozenset[str]:
 
 
 async def _feed(
-    intake: Intake, jobs: asyncio.Queue[Job | None], record: _Record, *, workers: int
+    intake: Intake,
+    jobs: asyncio.Queue[Job | None],
+    record: _Record,
+    observer: Observer,
+    *,
+    workers: int,
 ) -> None:
     async for batch in intake.batches():
         for item in batch:
+            observer.queued()
             if isinstance(item, Rejected):
                 record(item.as_result())
             else:
                 await jobs.put(item)
+    observer.listing_done()
     for _ in range(workers):
         await jobs.put(None)
 

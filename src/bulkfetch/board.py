@@ -1,0 +1,162 @@
+"""The run's counters, kept from observer events, and immutable snapshots of them.
+
+Per-chunk work is two integer additions and a dict lookup; everything costly (rates, sorting,
+formatting) happens when a snapshot is taken, a few times a second at most.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bulkfetch.models import Job, Result, Status
+
+RATE_WINDOW_S = 5.0
+TOP_TRANSFERS = 5
+RECENT_FAILURES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TransferView:
+    name: str
+    received: int
+    total: int | None
+    bytes_per_s: float
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a display shows, at one moment."""
+
+    elapsed_s: float
+    queued: int
+    listing_done: bool
+    ok: int
+    failed: int
+    not_modified: int
+    skipped: int
+    retrying: int
+    in_flight: int
+    limit: int
+    bytes: int
+    files_per_s: float  # over the last RATE_WINDOW_S
+    bytes_per_s: float
+    avg_files_per_s: float
+    avg_bytes_per_s: float
+    eta_s: float | None
+    transfers: tuple[TransferView, ...]
+    failures: tuple[str, ...]
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.failed + self.not_modified + self.skipped
+
+
+class _Transfer:
+    __slots__ = ("attempt", "name", "received", "started", "total")
+
+    def __init__(self, name: str, attempt: int, started: float) -> None:
+        self.name = name
+        self.attempt = attempt
+        self.started = started
+        self.received = 0
+        self.total: int | None = None
+
+
+class Board:
+    """An Observer that only counts; `snapshot()` turns the counts into a `Snapshot`."""
+
+    def __init__(self, *, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._start = clock()
+        self._limit = limit
+        self._queued = 0
+        self._listing_done = False
+        self._counts = dict.fromkeys(Status, 0)
+        self._bytes = 0
+        self._active: dict[str, _Transfer] = {}
+        self._backing_off: set[str] = set()
+        self._failures: deque[str] = deque(maxlen=RECENT_FAILURES)
+        self._samples: deque[tuple[float, int, int]] = deque()
+
+    def queued(self) -> None:
+        self._queued += 1
+
+    def listing_done(self) -> None:
+        self._listing_done = True
+
+    def started(self, job: Job, attempt: int) -> None:
+        self._backing_off.discard(job.url)
+        self._active[job.url] = _Transfer(job.path, attempt, self._clock())
+
+    def responded(self, job: Job, content_length: int | None) -> None:
+        if (transfer := self._active.get(job.url)) is not None:
+            transfer.total = content_length
+
+    def received(self, job: Job, nbytes: int) -> None:
+        self._bytes += nbytes
+        if (transfer := self._active.get(job.url)) is not None:
+            transfer.received += nbytes
+
+    def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None:
+        self._active.pop(job.url, None)
+        self._backing_off.add(job.url)
+
+    def finished(self, result: Result) -> None:
+        self._counts[result.status] += 1
+        self._active.pop(result.url, None)
+        self._backing_off.discard(result.url)
+        if result.status is Status.FAILED:
+            self._failures.append(f"{result.url}: {result.error}")
+
+    def snapshot(self) -> Snapshot:
+        now = self._clock()
+        elapsed = max(now - self._start, 1e-9)
+        done = sum(self._counts.values())
+        self._samples.append((now, done, self._bytes))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
+            self._samples.popleft()
+        then, done_then, bytes_then = self._samples[0]
+        span = now - then
+        files_rate = (done - done_then) / span if span > 0 else done / elapsed
+        bytes_rate = (self._bytes - bytes_then) / span if span > 0 else self._bytes / elapsed
+        remaining = self._queued - done
+        eta = remaining / files_rate if self._listing_done and files_rate > 0 else None
+        return Snapshot(
+            elapsed_s=elapsed,
+            queued=self._queued,
+            listing_done=self._listing_done,
+            ok=self._counts[Status.OK],
+            failed=self._counts[Status.FAILED],
+            not_modified=self._counts[Status.NOT_MODIFIED],
+            skipped=self._counts[Status.SKIPPED],
+            retrying=len(self._backing_off),
+            in_flight=len(self._active),
+            limit=self._limit,
+            bytes=self._bytes,
+            files_per_s=files_rate,
+            bytes_per_s=bytes_rate,
+            avg_files_per_s=done / elapsed,
+            avg_bytes_per_s=self._bytes / elapsed,
+            eta_s=0.0 if self._listing_done and remaining == 0 else eta,
+            transfers=self._top_transfers(now),
+            failures=tuple(self._failures),
+        )
+
+    def _top_transfers(self, now: float) -> tuple[TransferView, ...]:
+        answered = [t for t in self._active.values() if t.total is not None or t.received]
+        biggest = sorted(answered, key=lambda t: t.total or t.received, reverse=True)
+        biggest = biggest[:TOP_TRANSFERS]
+        return tuple(
+            TransferView(
+                name=t.name,
+                received=t.received,
+                total=t.total,
+                bytes_per_s=t.received / max(now - t.started, 1e-3),
+                attempt=t.attempt,
+            )
+            for t in biggest
+        )

@@ -1,0 +1,145 @@
+"""The display's pure parts: counters, rates, ETA and rendering, on a fixed clock."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from bulkfetch.board import Board, Snapshot
+from bulkfetch.models import Job, Result, SafeRelPath, Status, Summary
+from bulkfetch.progress import (
+    human_bytes,
+    human_duration,
+    render_table,
+    status_line,
+    summary_lines,
+    summary_table,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def job(n: int) -> Job:
+    return Job(where=f"u:{n}", url=f"http://h/{n}", path=SafeRelPath(f"h/file-{n}.bin"))
+
+
+def result(n: int, status: Status = Status.OK, size: int = 1000) -> Result:
+    error = "HTTP 404 Not Found" if status is Status.FAILED else None
+    return Result(url=f"http://h/{n}", status=status, path=None if error else f"h/file-{n}.bin",
+                  http_status=404 if error else 200, bytes=0 if error else size,
+                  sha256=None, attempts=1, elapsed=0.1, error=error)
+
+
+def busy_board() -> tuple[Board, Clock]:
+    """Ten seconds into a run: 8 of 10 listed URLs done, two downloads under way."""
+    clock = Clock()
+    board = Board(limit=4, clock=clock)
+    board.snapshot()
+    for _ in range(10):
+        board.queued()
+    board.listing_done()
+    for n in range(8):
+        clock.now += 1
+        board.started(job(n), 1)
+        board.responded(job(n), 1000)
+        board.received(job(n), 1000)
+        board.finished(result(n, Status.FAILED if n == 3 else Status.OK))
+        board.snapshot()
+    clock.now += 2
+    board.started(job(8), 2)
+    board.responded(job(8), 5_000_000)
+    board.received(job(8), 2_000_000)
+    board.started(job(9), 1)
+    board.retrying(job(9), 1, 1.0, "HTTP 503")
+    return board, clock
+
+
+def render_text(snap: Snapshot, width: int = 100) -> str:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, force_terminal=False).print(
+        render_table(snap)
+    )
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"
+
+
+def test_counts_rates_and_eta() -> None:
+    board, _ = busy_board()
+    snap = board.snapshot()
+    assert (snap.done, snap.ok, snap.failed, snap.queued) == (8, 7, 1, 10)
+    assert (snap.in_flight, snap.retrying, snap.limit) == (1, 1, 4)
+    assert snap.bytes == 8 * 1000 + 2_000_000
+    assert snap.elapsed_s == 10.0
+    # The window holds the samples of the last 5 s: from t=105 (5 done) to t=110 (8 done).
+    assert snap.files_per_s == 3 / 5
+    assert snap.avg_files_per_s == 0.8
+    assert snap.eta_s == 2 / (3 / 5)
+    assert [t.name for t in snap.transfers] == ["h/file-8.bin"]
+    assert snap.transfers[0].bytes_per_s == 2_000_000 / 0.001  # started this very moment
+    assert snap.failures == ("http://h/3: HTTP 404 Not Found",)
+
+
+def test_total_is_a_lower_bound_while_listing() -> None:
+    board = Board(limit=2, clock=Clock())
+    board.queued()
+    snap = board.snapshot()
+    assert not snap.listing_done and snap.eta_s is None
+    assert status_line(snap).startswith("0/≥ 1 done")
+
+
+def test_status_line_is_plain() -> None:
+    board, _ = busy_board()
+    line = status_line(board.snapshot())
+    assert line == (
+        "8/10 done: 7 ok, 1 failed, 0 unchanged, 1 retrying; 2.0 MB; 1 files/s, 400.6 kB/s; "
+        "in flight 1/4; elapsed 0:10, ETA 0:03"
+    )
+    assert "\x1b" not in line and "\r" not in line
+
+
+def test_render_table() -> None:
+    board, _ = busy_board()
+    assert render_text(board.snapshot()) == GOLDEN_TABLE
+
+
+GOLDEN_TABLE = """\
+done       8 / 10
+status     7 ok  1 failed  1 retrying  0 skipped  0 not modified
+received   2.0 MB
+rate       1 files/s  400.6 kB/s  (last 5 s)   1 files/s  200.8 kB/s  (average)
+time       0:10 elapsed   ETA 0:03
+in flight  1 / 4
+ downloading             bytes     speed  try
+ h/file-8.bin  2.0 MB / 5.0 MB  2.0 GB/s    2
+ recent failures
+ http://h/3: HTTP 404 Not Found
+"""
+
+
+def test_summary_renderings() -> None:
+    summary = Summary(ok=7, failed=1, not_modified=0, skipped=2, bytes=3_500_000,
+                      elapsed_s=125.0, interrupted_by=15)
+    lines = summary_lines(summary, Path("out/m.jsonl"))
+    assert lines == [
+        "interrupted by SIGTERM; the manifest lists what finished",
+        "7 ok, 1 failed, 0 not modified, 2 skipped; 3.5 MB in 2:05 (0 files/s, 28.0 kB/s)",
+        "manifest: out/m.jsonl",
+    ]
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(summary_table(summary, Path("m")))
+    text = out.getvalue()
+    assert "stopped by" in text and "SIGTERM" in text and "28.0 kB/s" in text
+
+
+def test_human_units() -> None:
+    assert [human_bytes(n) for n in (0, 999, 1000, 1_234_567, 5e12)] == [
+        "0 B", "999 B", "1.0 kB", "1.2 MB", "5.0 TB"]
+    assert [human_duration(s) for s in (None, 0, 59.6, 61, 3600 * 25 + 61)] == [
+        "?", "0:00", "1:00", "1:01", "25:01:01"]
