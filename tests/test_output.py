@@ -1,0 +1,139 @@
+"""What people and logs see: a live table on a terminal, plain lines elsewhere, -q, -v."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+
+from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
+from tests.server import Server
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+COLOR = re.compile(r"\x1b\[[0-9;]*3[0-7]m")
+
+
+def slow_list(server: Server, path: Path, n: int = 40) -> Path:
+    """About 1.5 s of work at -c 4: long enough for several refreshes and status lines."""
+    urls = [server.url(f"/bytes/{1000 + i}?delay=0.15") for i in range(n)]
+    return write_list(path, [*urls, server.url("/status/404")])
+
+
+def run_in_pty(args: list[str], env: dict[str, str], timeout: float = 30) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdin, stdout and stderr; returns code and output."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become bulkfetch
+        os.environ.clear()
+        os.environ.update(env)
+        cmd = bulkfetch_cmd(*args)
+        os.execv(cmd[0], cmd)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_terminal_gets_a_live_table_and_a_summary_that_stays(
+    server: Server, tmp_path: Path
+) -> None:
+    env = {**cli_env(), "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
+    code, out = run_in_pty(
+        [str(slow_list(server, tmp_path / "u")), "-o", str(tmp_path / "out"), "-c", "4"], env
+    )
+    assert code == 1
+    frames = out.count("in flight")
+    assert frames >= 3, out  # refreshed several times while the run went on
+    assert "\x1b[" in out and COLOR.search(out)
+    assert "failed: " in out and "HTTP 404 Not Found" in out
+    # After the live view is cleared, the summary table is what stays on the screen.
+    tail = ANSI.sub("", out[out.rfind("in flight"):])
+    assert "bulkfetch summary" in tail and "│ ok            │ 40" in tail
+    assert "Traceback" not in out
+
+
+def test_no_color_is_honoured_on_a_terminal(server: Server, tmp_path: Path) -> None:
+    env = {**cli_env(), "COLUMNS": "120", "TERM": "xterm-256color", "NO_COLOR": "1"}
+    code, out = run_in_pty(
+        [str(slow_list(server, tmp_path / "u", n=8)), "-o", str(tmp_path / "out")], env
+    )
+    assert code == 1
+    assert "in flight" in out and not COLOR.search(out)
+
+
+def test_logs_get_plain_status_lines_at_the_interval(server: Server, tmp_path: Path) -> None:
+    """stderr to a file: no escape sequences, no carriage returns, a line every interval."""
+    src = slow_list(server, tmp_path / "u")
+    began = time.monotonic()
+    proc = run_cli(str(src), "-o", str(tmp_path / "out"), "-c", "4", "--status-interval", "0.3")
+    took = time.monotonic() - began
+    assert proc.returncode == 1
+    assert "\x1b" not in proc.stderr and "\r" not in proc.stderr
+    status = [line for line in proc.stderr.splitlines() if " done: " in line]
+    assert len(status) >= 3
+    assert len(status) <= took / 0.3 + 1
+    assert all(re.match(r"bulkfetch: \d+/≥? ?\d+ done: \d+ ok, ", line) for line in status)
+    assert proc.stderr.splitlines()[-1].startswith("bulkfetch: manifest: ")
+
+
+def test_status_interval_zero_is_silent(server: Server, tmp_path: Path) -> None:
+    proc = run_cli(str(slow_list(server, tmp_path / "u", n=8)), "-o", str(tmp_path / "out"),
+                   "--status-interval", "0")
+    assert " done: " not in proc.stderr
+
+
+def test_verbose_prints_one_line_per_url(server: Server, tmp_path: Path) -> None:
+    src = write_list(tmp_path / "u", [server.url("/bytes/10"), server.url("/status/404")])
+    proc = run_cli(str(src), "-o", str(tmp_path / "out"), "-v")
+    assert proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("bulkfetch: ok: ")
+             or line.startswith("bulkfetch: failed: ")]
+    assert len(lines) == 2
+    assert f"ok: {server.url('/bytes/10')} [200] 10 B -> 127.0.0.1_{server.port}/10-" in lines[0] \
+        or f"ok: {server.url('/bytes/10')} [200] 10 B -> 127.0.0.1_{server.port}/10-" in lines[1]
+    assert any("[404] 0 B -> HTTP 404 Not Found" in line for line in lines)
+
+
+def test_quiet_and_verbose_conflict(tmp_path: Path) -> None:
+    proc = run_cli(str(write_list(tmp_path / "u", ["http://127.0.0.1:9/"])), "-q", "-v")
+    assert proc.returncode == 2 and "do not go together" in proc.stderr
+
+
+def test_summary_json(server: Server, tmp_path: Path) -> None:
+    src = write_list(tmp_path / "u", [server.url("/bytes/100"), server.url("/status/500")])
+    proc = run_cli(str(src), "-o", str(tmp_path / "out"), "--retries", "0",
+                   "--summary-json", str(tmp_path / "summary.json"))
+    assert proc.returncode == 1
+    data = orjson.loads((tmp_path / "summary.json").read_bytes())
+    assert {k: data[k] for k in ("ok", "failed", "total", "bytes", "exit_code")} == {
+        "ok": 1, "failed": 1, "total": 2, "bytes": 100, "exit_code": 1}
+    assert data["manifest"].endswith("manifest.jsonl") and data["interrupted_by"] is None
+    assert data["elapsed_s"] > 0 and data["files_per_s"] > 0
+
+
+def test_forced_progress_without_a_terminal(server: Server, tmp_path: Path) -> None:
+    """--progress draws the table even when stderr is a pipe (as a CI log may want)."""
+    proc = subprocess.run(
+        bulkfetch_cmd(str(slow_list(server, tmp_path / "u", n=8)), "-o", str(tmp_path / "out"),
+                      "--progress"),
+        capture_output=True, text=True, env=cli_env(), timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "in flight" in proc.stderr and "bulkfetch summary" in proc.stderr
