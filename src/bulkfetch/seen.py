@@ -29,16 +29,7 @@ class DigestSet:
         return self._len
 
     def __contains__(self, digest: object) -> bool:
-        if not isinstance(digest, bytes):
-            return False
-        hi, lo = _split(digest)
-        his, los, mask = self._hi, self._lo, self._mask
-        i = hi & mask
-        while (low := los[i]) != 0:
-            if low == lo and his[i] == hi:
-                return True
-            i = (i + 1) & mask
-        return False
+        return isinstance(digest, bytes) and self._probe(*_split(digest)) < 0
 
     def add(self, digest: bytes) -> bool:
         """Add a digest; True when it was not there yet."""
@@ -50,14 +41,21 @@ class DigestSet:
             self._grow()
         return True
 
-    def _insert(self, hi: int, lo: int) -> bool:
+    def _probe(self, hi: int, lo: int) -> int:
+        """The free slot where (hi, lo) would go, or -1 when it is there already."""
         his, los, mask = self._hi, self._lo, self._mask
         i = hi & mask
         while (low := los[i]) != 0:
             if low == lo and his[i] == hi:
-                return False
+                return -1
             i = (i + 1) & mask
-        his[i], los[i] = hi, lo
+        return i
+
+    def _insert(self, hi: int, lo: int) -> bool:
+        i = self._probe(hi, lo)
+        if i < 0:
+            return False
+        self._hi[i], self._lo[i] = hi, lo
         return True
 
     def _grow(self) -> None:
