@@ -18,13 +18,13 @@ import orjson
 import typer
 from rich.console import Console
 
-from bulkfetch import runner
+from bulkfetch import lock, runner
 from bulkfetch.intake import Source
 from bulkfetch.models import Settings, Summary
 from bulkfetch.plan import STATE_DIR
 from bulkfetch.progress import Display, DisplaySettings, Mode
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_LOCKED = 0, 1, 2, 70, 75
 
 # typer >= 0.26 vendors click; its ClickException is reachable only through a public subclass.
 _ClickException: type[Exception] = next(
@@ -36,6 +36,10 @@ class UsageError(Exception):
     """A bad option or source: reported in one line, exit 2."""
 
 
+class LockedOut(Exception):
+    """Another run holds --out: reported in one line, exit 75 (EX_TEMPFAIL: try again later)."""
+
+
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
@@ -45,39 +49,45 @@ def fetch(
         metavar="SOURCE", help="URL-list files, or - for standard input.", show_default=False,
     )],
     out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Output folder, created if missing.",
+        "--out", "-o", envvar="BULKFETCH_OUT", help="Output folder, created if missing.",
     )] = Path("downloads"),
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-c", min=1, max=10_000, help="Most requests in flight.",
+        "--concurrency", "-c", envvar="BULKFETCH_CONCURRENCY", min=1, max=10_000,
+        help="Most requests in flight.",
     )] = 50,
     retries: Annotated[int, typer.Option(
-        min=0, max=100, help="Retries after the first attempt.",
+        envvar="BULKFETCH_RETRIES", min=0, max=100, help="Retries after the first attempt.",
     )] = 3,
     timeout: Annotated[float, typer.Option(
-        min=0.001, help="Total seconds per attempt.",
+        envvar="BULKFETCH_TIMEOUT", min=0.001, help="Total seconds per attempt.",
     )] = 60.0,
     header: Annotated[list[str] | None, typer.Option(
-        "--header", "-H", metavar="'NAME: VALUE'", help="Extra request header; repeatable.",
+        "--header", "-H", metavar="'NAME: VALUE'", show_default=False,
+        help="Extra request header; repeatable. [env: BULKFETCH_HEADER, one per line]",
     )] = None,
     manifest: Annotated[Path | None, typer.Option(
-        help=f"JSON-lines report [default: OUT/{STATE_DIR}/manifest.jsonl]", show_default=False,
+        envvar="BULKFETCH_MANIFEST", show_default=False,
+        help=f"JSON-lines report [default: OUT/{STATE_DIR}/manifest.jsonl]",
     )] = None,
     progress: Annotated[bool | None, typer.Option(
-        "--progress/--no-progress", help="Live table [default: on when stderr is a terminal]",
+        "--progress/--no-progress", envvar="BULKFETCH_PROGRESS",
+        help="Live table [default: on when stderr is a terminal]",
         show_default=False,
     )] = None,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="Only errors and a short summary, on stderr; no progress.",
+        "--quiet", "-q", envvar="BULKFETCH_QUIET",
+        help="Only errors and a short summary, on stderr; no progress.",
     )] = False,
     verbose: Annotated[bool, typer.Option(
-        "--verbose", "-v", help="One line per finished URL.",
+        "--verbose", "-v", envvar="BULKFETCH_VERBOSE", help="One line per finished URL.",
     )] = False,
     status_interval: Annotated[float, typer.Option(
-        min=0, metavar="SECONDS",
+        envvar="BULKFETCH_STATUS_INTERVAL", min=0, metavar="SECONDS",
         help="Without the live table: a status line this often (0: never).",
     )] = 30.0,
     summary_json: Annotated[Path | None, typer.Option(
-        metavar="PATH", help="Write a JSON summary of the run here at the end.",
+        envvar="BULKFETCH_SUMMARY_JSON", metavar="PATH",
+        help="Write a JSON summary of the run here at the end.",
         show_default=False,
     )] = None,
 ) -> int:
@@ -89,7 +99,7 @@ def fetch(
         concurrency=concurrency,
         retries=retries,
         timeout_s=timeout,
-        headers=tuple(_parse_header(h) for h in header or ()),
+        headers=tuple(_parse_header(h) for h in header or _env_headers()),
     )
     if quiet and verbose:
         raise UsageError("--quiet and --verbose do not go together")
@@ -106,6 +116,10 @@ def fetch(
     )
     with contextlib.ExitStack() as stack:
         opened = [_open_source(name, stack) for name in settings.sources]
+        try:
+            stack.enter_context(lock.hold(settings.out / STATE_DIR / "lock"))
+        except lock.Locked as exc:
+            raise LockedOut(str(exc)) from exc
         summary = runner.run(settings, opened, display, companion=display.run)
     display.show_summary(summary, settings.manifest)
     code = exit_code(summary)
@@ -127,6 +141,11 @@ def exit_code(summary: Summary) -> int:
     if summary.interrupted_by is not None:
         return 128 + summary.interrupted_by
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _env_headers() -> list[str]:
+    """BULKFETCH_HEADER holds one header per line (a header value may contain spaces)."""
+    return [line for line in os.environ.get("BULKFETCH_HEADER", "").splitlines() if line.strip()]
 
 
 def _parse_header(text: str) -> tuple[str, str]:
@@ -189,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         _say(f"error: {exc}")
         return EXIT_USAGE
+    except LockedOut as exc:
+        _say(f"error: {exc}; try again when it has finished")
+        return EXIT_LOCKED
     except Exception as exc:
         traceback.print_exc()
         _say(f"internal error: {type(exc).__name__}: {exc} (this is a bug; please report it)")
