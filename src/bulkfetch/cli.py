@@ -20,7 +20,7 @@ from rich.console import Console
 
 from bulkfetch import lock, runner
 from bulkfetch.intake import Source
-from bulkfetch.models import Settings, Summary
+from bulkfetch.models import Refetch, Settings, Summary
 from bulkfetch.plan import STATE_DIR
 from bulkfetch.progress import Display, DisplaySettings, Mode
 
@@ -85,6 +85,14 @@ def fetch(
         envvar="BULKFETCH_STATUS_INTERVAL", min=0, metavar="SECONDS",
         help="Without the live table: a status line this often (0: never).",
     )] = 30.0,
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", envvar="BULKFETCH_SKIP_EXISTING",
+        help="A URL whose file an earlier run saved (still whole) is skipped, no request.",
+    )] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", envvar="BULKFETCH_FORCE",
+        help="Fetch everything again, even what an earlier run saved.",
+    )] = False,
     summary_json: Annotated[Path | None, typer.Option(
         envvar="BULKFETCH_SUMMARY_JSON", metavar="PATH",
         help="Write a JSON summary of the run here at the end.",
@@ -100,6 +108,7 @@ def fetch(
         retries=retries,
         timeout_s=timeout,
         headers=tuple(_parse_header(h) for h in header or _env_headers()),
+        refetch=_refetch(skip_existing=skip_existing, force=force),
     )
     if quiet and verbose:
         raise UsageError("--quiet and --verbose do not go together")
@@ -126,6 +135,14 @@ def fetch(
     if summary_json is not None:
         _write_summary_json(summary_json, summary, settings, code)
     return code
+
+
+def _refetch(*, skip_existing: bool, force: bool) -> Refetch:
+    if skip_existing and force:
+        raise UsageError("--skip-existing and --force do not go together")
+    if skip_existing:
+        return Refetch.SKIP_EXISTING
+    return Refetch.FORCE if force else Refetch.REVALIDATE
 
 
 def _mode(*, quiet: bool, progress: bool | None) -> Mode:

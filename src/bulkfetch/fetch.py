@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from bulkfetch.events import Observer
-from bulkfetch.models import Job, Result, Status
+from bulkfetch.models import Job, Result, Status, Validators
 from bulkfetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from bulkfetch.sink import PendingFile, Sink
 
@@ -45,6 +45,16 @@ class Attempt:
     retry_after_s: float | None = None
     size: int = 0
     sha256: str | None = None
+    not_modified: bool = False
+    validators: Validators | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The verdict, and what the next run needs to ask conditionally."""
+
+    result: Result
+    validators: Validators | None
 
 
 class ShortBody(Exception):
@@ -62,6 +72,7 @@ class Fetcher:
         *,
         policy: RetryPolicy,
         timeout_s: float,
+        conditional: bool = True,
         observer: Observer,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -71,11 +82,12 @@ class Fetcher:
         self._sink = sink
         self._policy = policy
         self._timeout_s = timeout_s
+        self._conditional = conditional
         self._observer = observer
         self._sleep = sleep
         self._clock = clock
 
-    async def fetch(self, job: Job) -> Result:
+    async def fetch(self, job: Job) -> Fetched:
         """Every attempt the policy allows, then the verdict; never raises for a network fault."""
         start = self._clock()
         attempt_no = 0
@@ -95,10 +107,16 @@ class Fetcher:
             delay = self._policy.delay(attempt_no, retry_after_s=attempt.retry_after_s)
             self._observer.retrying(job, attempt_no, delay, error)
             await self._sleep(delay)
-        return Result(
+        if error:
+            status = Status.FAILED
+        else:
+            status = Status.NOT_MODIFIED if attempt.not_modified else Status.OK
+        # A failure leaves an earlier run's file where it was, and the manifest says so.
+        kept = job.prior.path if job.prior else None
+        result = Result(
             url=job.url,
-            status=Status.FAILED if error else Status.OK,
-            path=None if error else job.path,
+            status=status,
+            path=kept if error else job.path,
             http_status=attempt.http_status,
             bytes=attempt.size,
             sha256=attempt.sha256,
@@ -106,6 +124,7 @@ class Fetcher:
             elapsed=round(self._clock() - start, 3),
             error=error,
         )
+        return Fetched(result, attempt.validators)
 
     async def _attempt(self, job: Job, attempt_no: int) -> Attempt:
         http_status = None
@@ -113,9 +132,14 @@ class Fetcher:
             self._observer.started(job, attempt_no)
             try:
                 # aiohttp gives up when the count of redirects *reaches* max_redirects.
-                get = self._session.get(job.url, max_redirects=MAX_REDIRECTS + 1)
+                get = self._session.get(
+                    job.url, headers=self._conditions(job), max_redirects=MAX_REDIRECTS + 1
+                )
                 async with get as resp:
                     http_status = resp.status
+                    validators = _validators(resp)
+                    if resp.status == 304 and job.prior is not None:
+                        return Attempt(http_status=304, not_modified=True, validators=validators)
                     if not 200 <= resp.status < 300:
                         return _refused(resp)
                     self._observer.responded(job, resp.content_length)
@@ -126,7 +150,10 @@ class Fetcher:
                         await pending.discard()
                         raise
                 sha256 = await pending.commit()
-                return Attempt(http_status=http_status, size=pending.size, sha256=sha256)
+                return Attempt(
+                    http_status=http_status, size=pending.size, sha256=sha256,
+                    validators=validators,
+                )
             except _FINAL_CLIENT_ERRORS as exc:
                 return Attempt(http_status=http_status, error=_describe(exc))
             except TimeoutError:
@@ -136,6 +163,18 @@ class Fetcher:
                 return Attempt(http_status=http_status, error=_describe(exc), retryable=True)
             except OSError as exc:
                 return Attempt(http_status=http_status, error=f"cannot write the file: {exc}")
+
+    def _conditions(self, job: Job) -> dict[str, str] | None:
+        """If-None-Match / If-Modified-Since from the earlier run, when revalidating."""
+        prior = job.prior
+        if prior is None or not self._conditional:
+            return None
+        headers = {}
+        if prior.etag:
+            headers["If-None-Match"] = prior.etag
+        if prior.last_modified:
+            headers["If-Modified-Since"] = prior.last_modified
+        return headers or None
 
     async def _stream(
         self, job: Job, resp: aiohttp.ClientResponse, pending: PendingFile
@@ -147,6 +186,11 @@ class Fetcher:
         expected = resp.content_length
         if expected is not None and pending.size != expected:
             raise ShortBody(f"body cut short: {pending.size} of {expected} bytes")
+
+
+def _validators(resp: aiohttp.ClientResponse) -> Validators | None:
+    etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+    return Validators(etag, modified) if etag or modified else None
 
 
 def _refused(resp: aiohttp.ClientResponse) -> Attempt:

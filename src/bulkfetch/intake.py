@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from bulkfetch.models import Job
+from bulkfetch.models import Job, Refetch, Result, Status
 from bulkfetch.plan import Planner, Rejected
+from bulkfetch.state import StateReader
 from bulkfetch.urllist import parse_line
 
 READ_BYTES = 64 * 1024
@@ -25,7 +27,7 @@ BATCHES_AHEAD = 4
 
 MAX_LINE_BYTES = 1024 * 1024
 
-Planned = Job | Rejected
+Planned = Job | Result  # a Result: decided without a request (a bad line, a skipped file)
 _Post = Callable[[list[Planned] | BaseException | None], None]
 
 
@@ -46,9 +48,19 @@ class _Stopped(Exception):
 class Intake:
     """Yields batches of planned entries, in list order, with back-pressure on the reader."""
 
-    def __init__(self, sources: Sequence[Source], planner: Planner) -> None:
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        planner: Planner,
+        *,
+        state: Callable[[], StateReader] | None = None,
+        refetch: Refetch = Refetch.REVALIDATE,
+    ) -> None:
         self._sources = sources
         self._planner = planner
+        self._open_state = state
+        self._state: StateReader | None = None
+        self._refetch = refetch
         self._room = threading.Semaphore(BATCHES_AHEAD)
         self._stopped = False
         self._lines_read = 0
@@ -84,8 +96,21 @@ class Intake:
             self._stopped = True
             self._room.release()
 
+    def _decide(self, item: Job | Rejected) -> Planned:
+        """Attach what an earlier run saved; with --skip-existing, settle it right here."""
+        if isinstance(item, Rejected):
+            return item.as_result()
+        prior = self._state.prior(item.url, item.path) if self._state else None
+        if prior is None:
+            return item
+        if self._refetch is Refetch.SKIP_EXISTING:
+            return Result(url=item.url, status=Status.SKIPPED, path=prior.path, http_status=None,
+                          bytes=0, sha256=None, attempts=0, elapsed=0.0, error=None)
+        return dataclasses.replace(item, prior=prior)
+
     def _read_all(self, post: _Post) -> None:
         try:
+            self._state = self._open_state() if self._open_state else None
             for source in self._sources:
                 self._read_one(source, post)
             post(None)
@@ -94,6 +119,9 @@ class Intake:
         except Exception as exc:  # a bug here must surface on the loop, not die with the thread
             with contextlib.suppress(_Stopped):
                 post(exc)
+        finally:
+            if self._state is not None:
+                self._state.close()
 
     def _read_one(self, source: Source, post: _Post) -> None:
         tail = b""
@@ -115,7 +143,7 @@ class Intake:
                 lineno += 1
                 line = parse_line(raw, source=source.name, lineno=lineno)
                 if line is not None and (item := self._planner.plan(line)) is not None:
-                    planned.append(item)
+                    planned.append(self._decide(item))
             self._lines_read += len(lines)
             if planned:
                 post(planned)

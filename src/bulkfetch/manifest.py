@@ -1,4 +1,5 @@
-"""The run's report: one JSON line per distinct URL, written as results arrive.
+"""The run's report: one JSON line per distinct URL, written as results arrive (and the same
+results' rows in the state database, in the same writer-thread job, after the line).
 
 Lines are handed to a writer thread in batches (every FLUSH_INTERVAL_S, or sooner when much
 is waiting), so the manifest costs no thread hop per URL and is at most a moment behind.
@@ -14,7 +15,8 @@ from typing import BinaryIO
 
 import orjson
 
-from bulkfetch.models import Result
+from bulkfetch.models import Prior, Result, Validators
+from bulkfetch.state import StateWriter
 from bulkfetch.writers import Writers
 
 FLUSH_INTERVAL_S = 0.5
@@ -24,9 +26,10 @@ FLUSH_BYTES = 256 * 1024
 class Manifest:
     """An async context: open (truncating), record results, and flush everything on the way out."""
 
-    def __init__(self, path: Path, writers: Writers) -> None:
+    def __init__(self, path: Path, writers: Writers, *, state: StateWriter | None = None) -> None:
         self._path = path
         self._writers = writers
+        self._state = state
         self._file: BinaryIO | None = None
         # One growing buffer: orjson hands back each line in a 4 KiB allocation, so keeping
         # the lines themselves until the next flush would cost 4 KiB per URL.
@@ -53,9 +56,15 @@ class Manifest:
         await self._flush()
         if self._file is not None:
             await self._writers.run(self._file.close)
+        if self._state is not None:
+            await self._writers.run(self._state.close)
 
-    def add(self, result: Result) -> None:
+    def add(
+        self, result: Result, *, validators: Validators | None = None, prior: Prior | None = None
+    ) -> None:
         self._pending += orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE)
+        if self._state is not None:
+            self._state.add(result, validators, prior)
         if len(self._pending) >= FLUSH_BYTES:
             self._wake.set()
 
@@ -68,16 +77,19 @@ class Manifest:
             await self._flush()
 
     async def _flush(self) -> None:
-        if self._pending and self._file is not None:
+        rows = self._state.take() if self._state is not None else []
+        if (self._pending or rows) and self._file is not None:
             data, self._pending = self._pending, bytearray()
-            await self._writers.run(_write, self._file, data)
+            await self._writers.run(self._write, self._file, data, rows)
+
+    def _write(self, file: BinaryIO, data: bytearray, rows: list[tuple[object, ...]]) -> None:
+        """Thread side: the manifest lines, then the same results' state rows."""
+        file.write(data)
+        file.flush()
+        if self._state is not None:
+            self._state.save(rows)
 
 
 def _open(path: Path) -> BinaryIO:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.open("wb")
-
-
-def _write(file: BinaryIO, data: bytearray) -> None:
-    file.write(data)
-    file.flush()

@@ -27,6 +27,33 @@ class UrlLine:
     name: str | None
 
 
+class Refetch(enum.StrEnum):
+    """What to do with a URL whose file an earlier run saved and that is still whole."""
+
+    REVALIDATE = "revalidate"  # conditional GET: 304 keeps the file, 200 replaces it
+    SKIP_EXISTING = "skip-existing"  # no request at all
+    FORCE = "force"  # fetch again, unconditionally
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """What an earlier run saved for a URL, its file checked to be still whole (by size)."""
+
+    path: str
+    bytes: int
+    sha256: str
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """An answer's cache validators, for the next run's conditional request."""
+
+    etag: str | None
+    last_modified: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """A validated, deduplicated URL with its output path."""
@@ -34,6 +61,7 @@ class Job:
     where: str
     url: str
     path: SafeRelPath
+    prior: Prior | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +90,7 @@ class Settings:
     retries: int = 3
     timeout_s: float = 60.0
     headers: tuple[tuple[str, str], ...] = ()
+    refetch: Refetch = Refetch.REVALIDATE
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import time
@@ -15,17 +16,18 @@ from bulkfetch.events import Observer
 from bulkfetch.fetch import Fetcher
 from bulkfetch.intake import Intake, Source
 from bulkfetch.manifest import Manifest
-from bulkfetch.models import Job, Result, Settings, Status, Summary
-from bulkfetch.plan import Planner, Rejected
+from bulkfetch.models import Job, Prior, Refetch, Result, Settings, Status, Summary, Validators
+from bulkfetch.plan import STATE_DIR, Planner
 from bulkfetch.retry import RetryPolicy
 from bulkfetch.sink import Sink
+from bulkfetch.state import STATE_FILE, StateReader, StateWriter
 from bulkfetch.writers import Writers
 
 # Workers beyond the limit keep every slot busy while some of them sleep in a backoff.
 SPARE_WORKERS = 0.5
 READ_BUFFER_BYTES = 64 * 1024
 
-_Record = Callable[[Result], None]
+_Record = Callable[[Result, Validators | None, Prior | None], None]
 
 
 class Tally:
@@ -109,13 +111,16 @@ async def _fetch_all(
 ) -> None:
     limit = settings.concurrency
     writers = Writers()
+    state_path = settings.out / STATE_DIR / STATE_FILE
     try:
         async with (
-            Manifest(settings.manifest, writers) as manifest,
+            Manifest(settings.manifest, writers, state=StateWriter(state_path)) as manifest,
             _session(settings) as session,
         ):
-            def record(result: Result) -> None:
-                manifest.add(result)
+            def record(
+                result: Result, validators: Validators | None = None, prior: Prior | None = None
+            ) -> None:
+                manifest.add(result, validators=validators, prior=prior)
                 tally.add(result)
                 observer.finished(result)
 
@@ -125,10 +130,16 @@ async def _fetch_all(
                 Sink(settings.out, writers),
                 policy=RetryPolicy(retries=settings.retries),
                 timeout_s=settings.timeout_s,
+                conditional=settings.refetch is Refetch.REVALIDATE,
                 observer=observer,
             )
             reserved = _reserved(settings)
-            intake = Intake(sources, Planner(reserved=reserved))
+            intake = Intake(
+                sources,
+                Planner(reserved=reserved),
+                state=functools.partial(StateReader, state_path, settings.out),
+                refetch=settings.refetch,
+            )
             jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * limit)
             workers = limit + max(1, int(limit * SPARE_WORKERS))
             async with asyncio.TaskGroup() as group:
@@ -172,8 +183,8 @@ async def _feed(
     async for batch in intake.batches():
         for item in batch:
             observer.queued()
-            if isinstance(item, Rejected):
-                record(item.as_result())
+            if isinstance(item, Result):
+                record(item, None, None)
             else:
                 await jobs.put(item)
     observer.listing_done()
@@ -183,4 +194,5 @@ async def _feed(
 
 async def _work(fetcher: Fetcher, jobs: asyncio.Queue[Job | None], record: _Record) -> None:
     while (job := await jobs.get()) is not None:
-        record(await fetcher.fetch(job))
+        fetched = await fetcher.fetch(job)
+        record(fetched.result, fetched.validators, job.prior)

@@ -1,0 +1,101 @@
+"""Per-URL state kept between runs: an SQLite file in OUT/.bulkfetch/, stdlib sqlite3, no server.
+
+What a run learns (path, size, sha256, validators) is saved in batches by the manifest's writer
+thread, after the file is in place, so the state never claims a file that is not whole. What a
+run needs from earlier runs is looked up on the intake thread, which also checks that the file
+is still there with its size: the event loop never waits on either.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from bulkfetch.models import Prior, Result, Status, Validators
+
+STATE_FILE = "state.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS urls (
+    url TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    fetched_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(_SCHEMA)
+    return db
+
+
+class StateReader:
+    """Lookups for the intake thread (its own connection; WAL lets it read while we write)."""
+
+    def __init__(self, path: Path, out: Path) -> None:
+        self._db = _connect(path)
+        self._out = out
+
+    def prior(self, url: str, path: str) -> Prior | None:
+        row = self._db.execute(
+            "SELECT path, bytes, sha256, etag, last_modified FROM urls WHERE url = ?", (url,)
+        ).fetchone()
+        if row is None or row[0] != path:
+            return None
+        try:
+            intact = os.stat(os.path.join(self._out, path)).st_size == row[1]
+        except OSError:
+            intact = False
+        return Prior(*row) if intact else None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class StateWriter:
+    """Saves what finished, a batch per transaction; used by one writer thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: sqlite3.Connection | None = None
+        self._rows: list[tuple[object, ...]] = []
+
+    def add(self, result: Result, validators: Validators | None, prior: Prior | None) -> None:
+        """Remember an ok or not_modified result (on the loop: a tuple append)."""
+        if result.status is Status.OK and result.sha256 is not None and result.path is not None:
+            v = validators or Validators(None, None)
+            self._rows.append((result.url, result.path, result.bytes, result.sha256,
+                               v.etag, v.last_modified, time.time()))
+        elif result.status is Status.NOT_MODIFIED and prior is not None:
+            v = validators or Validators(prior.etag, prior.last_modified)
+            self._rows.append((result.url, prior.path, prior.bytes, prior.sha256,
+                               v.etag or prior.etag, v.last_modified or prior.last_modified,
+                               time.time()))
+
+    def take(self) -> list[tuple[object, ...]]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def save(self, rows: list[tuple[object, ...]]) -> None:
+        """Thread side: one transaction for the whole batch."""
+        if not rows:
+            return
+        if self._db is None:
+            self._db = _connect(self._path)
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO urls VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
