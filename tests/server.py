@@ -13,6 +13,8 @@ Routes (KEY separates the counters of different tests):
   /headers                    the request headers as JSON
   /gzipped                    a gzip body with Content-Encoding: gzip, whatever was asked
   /big/N                      N bytes written 1 MiB at a time
+  /static/...                 files under Server.root, by aiohttp's FileResponse: ETag,
+                              Last-Modified, conditional GET (304), Range and If-Range
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import shutil
 import socket
 import struct
+import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
@@ -43,6 +48,7 @@ class Stats:
     headers: list[dict[str, str]] = field(default_factory=list)
     hits: Counter[str] = field(default_factory=Counter)
     peers: set[int] = field(default_factory=set)
+    statuses: list[int] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -57,6 +63,7 @@ class Server:
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self.port = 0
+        self.root = Path(tempfile.mkdtemp(prefix="bulkfetch-served-"))
 
     @property
     def base(self) -> str:
@@ -76,6 +83,7 @@ class Server:
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._stop_event.set)
         self._thread.join(10)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -109,8 +117,13 @@ class Server:
             finally:
                 stats.in_flight -= 1
 
+        async def note_status(request: web.Request, response: web.StreamResponse) -> None:
+            self.stats.statuses.append(response.status)
+
         app = web.Application(middlewares=[track])
+        app.on_response_prepare.append(note_status)
         r = app.router
+        r.add_static("/static/", self.root)
         r.add_get("/bytes/{n}", self._bytes)
         r.add_get("/status/{code}", self._status)
         r.add_get("/flaky/{key}/{fails}/{code}", self._flaky)
