@@ -13,6 +13,7 @@ and a verdict on whether another attempt could help:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 import aiohttp
 
 from bulkfetch.events import Observer
-from bulkfetch.models import Job, Result, Status, Validators
+from bulkfetch.models import Job, Result, Resume, Status, Validators
 from bulkfetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
-from bulkfetch.sink import PendingFile, Sink
+from bulkfetch.sink import Partial, PendingFile, Sink
 
 CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 10
@@ -47,6 +48,7 @@ class Attempt:
     sha256: str | None = None
     not_modified: bool = False
     validators: Validators | None = None
+    resume: Resume | None = None  # what the next attempt can continue from
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +93,11 @@ class Fetcher:
         """Every attempt the policy allows, then the verdict; never raises for a network fault."""
         start = self._clock()
         attempt_no = 0
+        resume = job.resume
         while True:
             attempt_no += 1
-            attempt = await self._attempt(job, attempt_no)
+            attempt = await self._attempt(job, attempt_no, resume)
+            resume = attempt.resume
             error = attempt.error
             if error is None or not attempt.retryable:
                 break
@@ -126,43 +130,61 @@ class Fetcher:
         )
         return Fetched(result, attempt.validators)
 
-    async def _attempt(self, job: Job, attempt_no: int) -> Attempt:
-        http_status = None
+    async def _attempt(self, job: Job, attempt_no: int, resume: Resume | None) -> Attempt:
+        http_status: int | None = None
+        kept = resume  # what a failure of this attempt leaves to continue from
+
+        def failed(error: str, *, retryable: bool = True) -> Attempt:
+            return Attempt(http_status=http_status, error=error, retryable=retryable, resume=kept)
+
         async with self._semaphore:
             self._observer.started(job, attempt_no)
             try:
+                headers = _range(resume) if resume else self._conditions(job)
                 # aiohttp gives up when the count of redirects *reaches* max_redirects.
-                get = self._session.get(
-                    job.url, headers=self._conditions(job), max_redirects=MAX_REDIRECTS + 1
-                )
+                get = self._session.get(job.url, headers=headers, max_redirects=MAX_REDIRECTS + 1)
                 async with get as resp:
                     http_status = resp.status
                     validators = _validators(resp)
                     if resp.status == 304 and job.prior is not None:
                         return Attempt(http_status=304, not_modified=True, validators=validators)
+                    if resume is not None and not _continues(resp, resume):
+                        if resp.status in (200, 206, 416):  # changed, or no ranges: start over
+                            kept = None
+                            await self._sink.drop_partial(job.url)
+                        if resp.status in (206, 416):
+                            return failed(f"cannot resume at byte {resume.offset}")
                     if not 200 <= resp.status < 300:
-                        return _refused(resp)
+                        return dataclasses.replace(_refused(resp), resume=kept)
                     self._observer.responded(job, resp.content_length)
-                    pending = self._sink.open(job.path)
+                    pending = self._sink.open(job.path, partial=self._partial(job, resp, kept))
                     try:
                         await self._stream(job, resp, pending)
-                    except BaseException:
-                        await pending.discard()
+                    except BaseException as exc:
+                        kept = await pending.discard(keep=not isinstance(exc, OSError))
                         raise
                 sha256 = await pending.commit()
                 return Attempt(
-                    http_status=http_status, size=pending.size, sha256=sha256,
+                    http_status=http_status, size=pending.offset + pending.size, sha256=sha256,
                     validators=validators,
                 )
             except _FINAL_CLIENT_ERRORS as exc:
-                return Attempt(http_status=http_status, error=_describe(exc))
+                return failed(_describe(exc), retryable=False)
             except TimeoutError:
-                error = f"timed out after {self._timeout_s:g}s"
-                return Attempt(http_status=http_status, error=error, retryable=True)
+                return failed(f"timed out after {self._timeout_s:g}s")
             except (aiohttp.ClientError, ShortBody) as exc:
-                return Attempt(http_status=http_status, error=_describe(exc), retryable=True)
+                return failed(_describe(exc))
             except OSError as exc:
-                return Attempt(http_status=http_status, error=f"cannot write the file: {exc}")
+                return failed(f"cannot write the file: {exc}", retryable=False)
+
+    def _partial(
+        self, job: Job, resp: aiohttp.ClientResponse, resume: Resume | None
+    ) -> Partial | None:
+        """Where to keep this body so that a cut-off attempt can be continued, if it can be."""
+        if resume is not None and resp.status == 206:
+            return self._sink.partial(job.url, resume.validator, resume.offset)
+        validator = _strong_validator(resp)
+        return self._sink.partial(job.url, validator, 0) if validator else None
 
     def _conditions(self, job: Job) -> dict[str, str] | None:
         """If-None-Match / If-Modified-Since from the earlier run, when revalidating."""
@@ -186,6 +208,26 @@ class Fetcher:
         expected = resp.content_length
         if expected is not None and pending.size != expected:
             raise ShortBody(f"body cut short: {pending.size} of {expected} bytes")
+
+
+def _range(resume: Resume) -> dict[str, str]:
+    return {"Range": f"bytes={resume.offset}-", "If-Range": resume.validator}
+
+
+def _continues(resp: aiohttp.ClientResponse, resume: Resume) -> bool:
+    """A 206 whose Content-Range starts exactly where the kept bytes end."""
+    if resp.status != 206:
+        return False
+    unit, _, spec = resp.headers.get("Content-Range", "").partition(" ")
+    return unit == "bytes" and spec.split("-", 1)[0].strip() == str(resume.offset)
+
+
+def _strong_validator(resp: aiohttp.ClientResponse) -> str | None:
+    """A validator If-Range may carry: a strong ETag, else Last-Modified (RFC 9110 13.1.5)."""
+    etag = resp.headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return resp.headers.get("Last-Modified")
 
 
 def _validators(resp: aiohttp.ClientResponse) -> Validators | None:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from bulkfetch.models import Job, Refetch, Result, Status
+from bulkfetch.models import Job, Refetch, Result, Resume, Status
 from bulkfetch.plan import Planner, Rejected
 from bulkfetch.state import StateReader
 from bulkfetch.urllist import parse_line
@@ -55,12 +55,14 @@ class Intake:
         *,
         state: Callable[[], StateReader] | None = None,
         refetch: Refetch = Refetch.REVALIDATE,
+        find_resume: Callable[[str], Resume | None] | None = None,
     ) -> None:
         self._sources = sources
         self._planner = planner
         self._open_state = state
         self._state: StateReader | None = None
         self._refetch = refetch
+        self._find_resume = find_resume
         self._room = threading.Semaphore(BATCHES_AHEAD)
         self._stopped = False
         self._lines_read = 0
@@ -97,9 +99,12 @@ class Intake:
             self._room.release()
 
     def _decide(self, item: Job | Rejected) -> Planned:
-        """Attach what an earlier run saved; with --skip-existing, settle it right here."""
+        """Attach what earlier runs left (a whole file, a cut-off body); with --skip-existing,
+        settle a whole file right here."""
         if isinstance(item, Rejected):
             return item.as_result()
+        if self._find_resume is not None and (resume := self._find_resume(item.url)):
+            item = dataclasses.replace(item, resume=resume)
         prior = self._state.prior(item.url, item.path) if self._state else None
         if prior is None:
             return item

@@ -55,6 +55,14 @@ class Validators:
 
 
 @dataclass(frozen=True, slots=True)
+class Resume:
+    """Bytes of a body kept from a cut-off attempt, and the validator they belong to."""
+
+    offset: int
+    validator: str  # a strong ETag or a Last-Modified date, sent as If-Range
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """A validated, deduplicated URL with its output path."""
 
@@ -62,6 +70,7 @@ class Job:
     url: str
     path: SafeRelPath
     prior: Prior | None = None
+    resume: Resume | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,10 +124,11 @@ async def _fetch_all(
                 tally.add(result)
                 observer.finished(result)
 
+            sink = Sink(settings.out, writers)
             fetcher = Fetcher(
                 session,
                 asyncio.Semaphore(limit),
-                Sink(settings.out, writers),
+                sink,
                 policy=RetryPolicy(retries=settings.retries),
                 timeout_s=settings.timeout_s,
                 conditional=settings.refetch is Refetch.REVALIDATE,
@@ -139,6 +140,7 @@ async def _fetch_all(
                 Planner(reserved=reserved),
                 state=functools.partial(StateReader, state_path, settings.out),
                 refetch=settings.refetch,
+                find_resume=sink.find_resume,
             )
             jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * limit)
             workers = limit + max(1, int(limit * SPARE_WORKERS))

@@ -1,5 +1,9 @@
 """Atomic file writing: a body is written to a temp file beside its final path, then renamed.
 
+A body too big to land in one write, whose answer names a strong validator, is written in
+OUT/.bulkfetch/partial/ instead (KEY.part, with KEY.json naming the URL and validator), so that
+an attempt or a run cut off, even by SIGKILL, can continue it with Range + If-Range.
+
 The event loop never blocks on the disk, and it pays one thread hop per `FLUSH_BYTES` of body
 (one in all for a small body) instead of one per chunk or per file operation. Every thread job
 runs to its end even when the task is cancelled meanwhile; the cancellation is delivered after,
@@ -13,9 +17,12 @@ import contextlib
 import hashlib
 import itertools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from bulkfetch.models import SafeRelPath
+import orjson
+
+from bulkfetch.models import Resume, SafeRelPath
 from bulkfetch.writers import Writers, settle
 
 FLUSH_BYTES = 256 * 1024
@@ -26,6 +33,20 @@ _temp_ids = itertools.count()  # next() on a count is atomic under the GIL
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
+PARTIAL_DIR = os.path.join(".bulkfetch", "partial")
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """Where a resumable body is kept until it is whole."""
+
+    part: str
+    meta: str
+    url: str
+    validator: str
+    offset: int  # bytes already there from an earlier attempt
+
+
 class Sink:
     """Where bodies go: the --out folder, and the threads that write into it."""
 
@@ -34,9 +55,36 @@ class Sink:
         self.writers = writers
         self._real_root = os.path.realpath(root)
         self._known_dirs: set[str] = set()
+        self._kept: set[str] | None = None  # names in the partial folder when the run began
 
-    def open(self, rel: SafeRelPath) -> PendingFile:
-        return PendingFile(self, rel)
+    def open(self, rel: SafeRelPath, *, partial: Partial | None = None) -> PendingFile:
+        return PendingFile(self, rel, partial)
+
+    def partial(self, url: str, validator: str, offset: int) -> Partial:
+        base = os.path.join(self.root, PARTIAL_DIR, _key(url))
+        return Partial(f"{base}.part", f"{base}.json", url, validator, offset)
+
+    async def drop_partial(self, url: str) -> None:
+        await self.writers.run(_drop, self.partial(url, "", 0))
+
+    def find_resume(self, url: str) -> Resume | None:
+        """Thread side (intake): what an earlier run kept of this URL's body, if anything."""
+        if self._kept is None:
+            try:
+                self._kept = set(os.listdir(os.path.join(self.root, PARTIAL_DIR)))
+            except OSError:
+                self._kept = set()
+        spot = self.partial(url, "", 0)
+        if os.path.basename(spot.meta) not in self._kept:
+            return None
+        try:
+            meta = orjson.loads(Path(spot.meta).read_bytes())
+            size = os.stat(spot.part).st_size
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        if meta.get("url") != url or not size or not isinstance(meta.get("validator"), str):
+            return None
+        return Resume(offset=size, validator=meta["validator"])
 
     def ensure_dir(self, folder: str) -> None:
         """Create `folder` and check that it really lies inside --out (no symlink leads out)."""
@@ -52,8 +100,11 @@ class Sink:
 class PendingFile:
     """One body on its way to disk; hashed and counted as it is written."""
 
-    def __init__(self, sink: Sink, rel: SafeRelPath) -> None:
+    def __init__(self, sink: Sink, rel: SafeRelPath, partial: Partial | None) -> None:
         self._sink = sink
+        self._partial = partial
+        self.offset = partial.offset if partial else 0
+        self.on_disk = self.offset
         self.final = os.path.join(sink.root, rel)
         self._temp = ""
         self._fd = -1
@@ -82,14 +133,15 @@ class PendingFile:
             await self.discard()
             raise
 
-    async def discard(self) -> None:
-        """Forget the body: the temp file goes, nothing appears at the final path."""
+    async def discard(self, *, keep: bool = False) -> Resume | None:
+        """Forget the body: nothing appears at the final path and the temp file goes, unless
+        `keep` and it is a partial worth resuming: then what to resume from is returned."""
         flushing, self._flushing = self._flushing, None
         self._buffer = []
         if flushing is not None:
             with contextlib.suppress(Exception):
                 await settle(flushing, defer_cancel=True)
-        await self._sink.writers.run(self._discard)
+        return await self._sink.writers.run(self._discard, keep)
 
     async def _wait_flush(self) -> None:
         flushing, self._flushing = self._flushing, None
@@ -98,31 +150,72 @@ class PendingFile:
 
     # Below: thread side. Each runs whole on a writer thread; never two at once for one file.
 
-    def _write(self, chunks: list[bytes]) -> None:
+    def _write(self, chunks: list[bytes], *, last: bool = False) -> None:
         if self._fd < 0:
-            folder = os.path.dirname(self.final)
-            self._sink.ensure_dir(folder)
-            self._temp, self._fd = _create_temp(folder)
+            # A body that fits one write needs no resuming: it goes straight beside its file.
+            if self._partial is not None and (self.offset or not last):
+                self._temp, self._fd = _open_partial(self._partial, self._hash)
+            else:
+                folder = os.path.dirname(self.final)
+                self._sink.ensure_dir(folder)
+                self._temp, self._fd = _create_temp(folder)
         for chunk in chunks:
             self._hash.update(chunk)
         _write_all(self._fd, chunks)
+        self.on_disk += sum(len(chunk) for chunk in chunks)
 
     def _commit(self, chunks: list[bytes]) -> str:
-        self._write(chunks)
+        self._write(chunks, last=True)
         fd, self._fd = self._fd, -1
         os.close(fd)
+        self._sink.ensure_dir(os.path.dirname(self.final))
         os.replace(self._temp, self.final)
         self._temp = ""
+        if self._partial is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._partial.meta)
         return self._hash.hexdigest()
 
-    def _discard(self) -> None:
+    def _discard(self, keep: bool) -> Resume | None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
-        if self._temp:
-            temp, self._temp = self._temp, ""
+        partial, temp, self._temp = self._partial, self._temp, ""
+        if partial is not None and temp == partial.part and keep and self.on_disk:
+            return Resume(offset=self.on_disk, validator=partial.validator)
+        if partial is not None and temp == partial.part:
+            _drop(partial)
+        elif temp:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+        return None
+
+
+def _key(url: str) -> str:
+    return hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _open_partial(partial: Partial, digest: hashlib._Hash) -> tuple[str, int]:
+    """Open the partial file: continue after `offset` bytes (hashing them again), or start it."""
+    os.makedirs(os.path.dirname(partial.part), exist_ok=True)
+    if partial.offset:
+        fd = os.open(partial.part, os.O_WRONLY | os.O_CLOEXEC)
+        os.ftruncate(fd, partial.offset)
+        with open(partial.part, "rb") as kept:
+            while block := kept.read(1 << 20):
+                digest.update(block)
+        os.lseek(fd, 0, os.SEEK_END)
+        return partial.part, fd
+    fd = os.open(partial.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    meta = {"url": partial.url, "validator": partial.validator}
+    Path(partial.meta).write_bytes(orjson.dumps(meta))
+    return partial.part, fd
+
+
+def _drop(partial: Partial) -> None:
+    for name in (partial.part, partial.meta):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
 
 
 def _create_temp(folder: str) -> tuple[str, int]:
