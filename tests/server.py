@@ -13,6 +13,9 @@ Routes (KEY separates the counters of different tests):
   /headers                    the request headers as JSON
   /gzipped                    a gzip body with Content-Encoding: gzip, whatever was asked
   /big/N                      N bytes written 1 MiB at a time
+  /ranged/NAME?size=N[&rate=B][&cut=C]   N bytes (content set by Server.versions[NAME]) with a
+                              strong ETag, Range and If-Range; B bytes/s at most; the first
+                              request of NAME drops the connection after C bytes
   /static/...                 files under Server.root, by aiohttp's FileResponse: ETag,
                               Last-Modified, conditional GET (304), Range and If-Range
 """
@@ -64,6 +67,7 @@ class Server:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self.port = 0
         self.root = Path(tempfile.mkdtemp(prefix="bulkfetch-served-"))
+        self.versions: dict[str, int] = {}
 
     @property
     def base(self) -> str:
@@ -136,6 +140,7 @@ class Server:
         r.add_get("/headers", self._headers)
         r.add_get("/gzipped", self._gzipped)
         r.add_get("/big/{n}", self._big)
+        r.add_get("/ranged/{name}", self._ranged)
         r.add_get("/{tail:.*}", self._anything)
         return app
 
@@ -212,6 +217,39 @@ class Server:
 
     async def _gzipped(self, request: web.Request) -> web.Response:
         return web.Response(body=GZIPPED, headers={"Content-Encoding": "gzip"})
+
+    def ranged_body(self, name: str, size: int) -> bytes:
+        return body(f"{name}:{self.versions.get(name, 1)}", size)
+
+    async def _ranged(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        data = self.ranged_body(name, int(request.query["size"]))
+        etag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'
+        start = 0
+        wanted = request.headers.get("Range", "")
+        if wanted.startswith("bytes=") and request.headers.get("If-Range", etag) == etag:
+            start = int(wanted[6:].split("-")[0])
+        resp = web.StreamResponse(status=206 if start else 200)
+        resp.headers["ETag"] = etag
+        resp.headers["Accept-Ranges"] = "bytes"
+        if start:
+            resp.headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        resp.content_length = len(data) - start
+        await resp.prepare(request)
+        self.stats.hits[name] += 1
+        cut = int(request.query.get("cut", 0)) if self.stats.hits[name] == 1 else 0
+        rate = int(request.query.get("rate", 0))
+        sent, step = start, 64 * 1024
+        while sent < len(data):
+            if cut and sent >= cut:
+                assert request.transport is not None
+                request.transport.close()
+                return resp
+            await resp.write(data[sent : sent + step])
+            sent += step
+            if rate:
+                await asyncio.sleep(step / rate)
+        return resp
 
     async def _big(self, request: web.Request) -> web.StreamResponse:
         n = int(request.match_info["n"])
