@@ -57,6 +57,7 @@ def test_sigterm_as_pid_1_in_a_container(server: Server, tmp_path: Path) -> None
     assert set(rows) == set(done)
     assert_tidy(tmp_path / "out", rows)
     # The state is complete too: every finished URL has its row.
-    with contextlib.closing(sqlite3.connect(tmp_path / "out" / ".bulkfetch" / "state.sqlite")) as db:
+    state = tmp_path / "out" / ".bulkfetch" / "state.sqlite"
+    with contextlib.closing(sqlite3.connect(state)) as db:
         saved = {url for (url,) in db.execute("SELECT url FROM urls")}
     assert saved == set(done)
