@@ -17,7 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from bulkfetch.models import Job, Refetch, Result, Resume, Status
+from bulkfetch.models import Job, Prior, Refetch, Result, Resume, Status
 from bulkfetch.plan import Planner, Rejected
 from bulkfetch.state import StateReader
 from bulkfetch.urllist import parse_line
@@ -98,14 +98,18 @@ class Intake:
             self._stopped = True
             self._room.release()
 
-    def _decide(self, item: Job | Rejected) -> Planned:
+    def _decide(self, items: list[Job | Rejected]) -> list[Planned]:
         """Attach what earlier runs left (a whole file, a cut-off body); with --skip-existing,
         settle a whole file right here."""
+        jobs = [(item.url, item.path) for item in items if isinstance(item, Job)]
+        priors = self._state.priors(jobs) if self._state and jobs else {}
+        return [self._decide_one(item, priors.get(item.url)) for item in items]
+
+    def _decide_one(self, item: Job | Rejected, prior: Prior | None) -> Planned:
         if isinstance(item, Rejected):
             return item.as_result()
         if self._find_resume is not None and (resume := self._find_resume(item.url)):
             item = dataclasses.replace(item, resume=resume)
-        prior = self._state.prior(item.url, item.path) if self._state else None
         if prior is None:
             return item
         if self._refetch is Refetch.SKIP_EXISTING:
@@ -143,15 +147,15 @@ class Intake:
                     raise SourceError(f"{source.name}:{lineno + len(lines) + 1}: line too long")
             else:
                 lines, tail = ([tail] if tail else []), b""
-            planned: list[Planned] = []
+            planned: list[Job | Rejected] = []
             for raw in lines:
                 lineno += 1
                 line = parse_line(raw, source=source.name, lineno=lineno)
                 if line is not None and (item := self._planner.plan(line)) is not None:
-                    planned.append(self._decide(item))
+                    planned.append(item)
             self._lines_read += len(lines)
             if planned:
-                post(planned)
+                post(self._decide(planned))
             if not block:
                 return
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from bulkfetch.models import Prior, Result, Status, Validators
 
 STATE_FILE = "state.sqlite"
+_QUERY_URLS = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS urls (
@@ -45,18 +47,36 @@ class StateReader:
     def __init__(self, path: Path, out: Path) -> None:
         self._db = _connect(path)
         self._out = out
+        self._empty = self._db.execute("SELECT 1 FROM urls LIMIT 1").fetchone() is None
 
-    def prior(self, url: str, path: str) -> Prior | None:
-        row = self._db.execute(
-            "SELECT path, bytes, sha256, etag, last_modified FROM urls WHERE url = ?", (url,)
-        ).fetchone()
-        if row is None or row[0] != path:
-            return None
+    def priors(self, jobs: Sequence[tuple[str, str]]) -> dict[str, Prior]:
+        """For (url, path) pairs: the saved files that are still whole, by URL.
+
+        One query per block of URLs: a query per URL costs more than the fetch of a small file.
+        """
+        if self._empty:
+            return {}
+        found: dict[str, Prior] = {}
+        wanted = dict(jobs)
+        urls = list(wanted)
+        for i in range(0, len(urls), _QUERY_URLS):
+            block = urls[i : i + _QUERY_URLS]
+            rows = self._db.execute(
+                "SELECT url, path, bytes, sha256, etag, last_modified FROM urls"
+                f" WHERE url IN ({','.join('?' * len(block))})",
+                block,
+            )
+            for url, *fields in rows:
+                prior = Prior(*fields)
+                if prior.path == wanted[url] and self._intact(prior):
+                    found[url] = prior
+        return found
+
+    def _intact(self, prior: Prior) -> bool:
         try:
-            intact = os.stat(os.path.join(self._out, path)).st_size == row[1]
+            return os.stat(os.path.join(self._out, prior.path)).st_size == prior.bytes
         except OSError:
-            intact = False
-        return Prior(*row) if intact else None
+            return False
 
     def close(self) -> None:
         self._db.close()
