@@ -24,6 +24,15 @@ def ranges_asked(server: Server) -> list[str]:
     return [h["Range"] for h in server.stats.headers if "Range" in h]
 
 
+def stop_midway(src: Path, out: Path, signum: signal.Signals) -> int:
+    """Start a run, stop it with `signum` once 1 MiB is kept; returns the exit code."""
+    proc = subprocess.Popen(bulkfetch_cmd(str(src), "-o", str(out)), env=cli_env(),
+                            stderr=subprocess.DEVNULL)
+    wait_for(lambda: bool(partials(out)) and partials(out)[0].stat().st_size >= 1024 * 1024)
+    proc.send_signal(signum)
+    return proc.wait(timeout=10)
+
+
 def test_a_cut_connection_is_continued_in_the_same_run(server: Server, tmp_path: Path) -> None:
     name = uuid.uuid4().hex[:8]
     url = server.url(f"/ranged/{name}?size={SIZE}&cut={2 * 1024 * 1024}")
@@ -45,11 +54,7 @@ def test_sigkill_then_rerun_continues_with_range(server: Server, tmp_path: Path)
     slow = server.url(f"/ranged/{name}?size={SIZE}&rate={2 * 1024 * 1024}")
     out = tmp_path / "out"
     src = write_list(tmp_path / "u", [slow])
-    proc = subprocess.Popen(bulkfetch_cmd(str(src), "-o", str(out)), env=cli_env(),
-                            stderr=subprocess.DEVNULL)
-    wait_for(lambda: bool(partials(out)) and partials(out)[0].stat().st_size >= 1024 * 1024)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    assert stop_midway(src, out, signal.SIGKILL) == -signal.SIGKILL
     kept = partials(out)[0].stat().st_size
     server.reset()
     # The same URL again (the server ignores `rate` for the check; only the bytes matter).
@@ -69,11 +74,7 @@ def test_a_changed_resource_starts_over(server: Server, tmp_path: Path) -> None:
     url = server.url(f"/ranged/{name}?size={SIZE}&rate={2 * 1024 * 1024}")
     out = tmp_path / "out"
     src = write_list(tmp_path / "u", [url])
-    proc = subprocess.Popen(bulkfetch_cmd(str(src), "-o", str(out)), env=cli_env(),
-                            stderr=subprocess.DEVNULL)
-    wait_for(lambda: bool(partials(out)) and partials(out)[0].stat().st_size >= 1024 * 1024)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 143
+    assert stop_midway(src, out, signal.SIGTERM) == 143
     assert partials(out)  # SIGTERM keeps the partial too
     server.versions[name] = 2
     server.reset()
