@@ -25,8 +25,9 @@ from bulkfetch.models import Job, Result, Resume, Status, Validators
 from bulkfetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from bulkfetch.sink import Partial, PendingFile, Sink
 
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 10
+RESUMABLE_BYTES = 4 * 1024 * 1024
 
 _FINAL_CLIENT_ERRORS = (
     aiohttp.TooManyRedirects,
@@ -183,6 +184,9 @@ class Fetcher:
         """Where to keep this body so that a cut-off attempt can be continued, if it can be."""
         if resume is not None and resp.status == 206:
             return self._sink.partial(job.url, resume.validator, resume.offset)
+        # Keeping a partial costs a few file operations; only a big body repays them.
+        if (resp.content_length or 0) < RESUMABLE_BYTES:
+            return None
         validator = _strong_validator(resp)
         return self._sink.partial(job.url, validator, 0) if validator else None
 

@@ -25,7 +25,7 @@ from bulkfetch.writers import Writers
 
 # Workers beyond the limit keep every slot busy while some of them sleep in a backoff.
 SPARE_WORKERS = 0.5
-READ_BUFFER_BYTES = 64 * 1024
+READ_BUFFER_BYTES = 256 * 1024
 
 _Record = Callable[[Result, Validators | None, Prior | None], None]
 
