@@ -122,7 +122,7 @@ def test_a_stall_times_out(server: Server, tmp_path: Path) -> None:
                    "--timeout", "0.5", "--retries", "1", timeout=20)
     assert proc.returncode == 1
     row = read_manifest(tmp_path / "out" / MANIFEST)[url]
-    assert row["error"] == "timed out after 0.5s (gave up after 2 attempts)"
+    assert row["error"] == "timed out after 0.5s (--timeout) (gave up after 2 attempts)"
     assert row["attempts"] == 2
 
 

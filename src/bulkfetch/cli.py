@@ -20,7 +20,7 @@ from rich.console import Console
 
 from bulkfetch import lock, runner
 from bulkfetch.intake import Source
-from bulkfetch.models import Refetch, Settings, Summary
+from bulkfetch.models import Refetch, Settings, Summary, Timeouts
 from bulkfetch.plan import STATE_DIR
 from bulkfetch.progress import Display, DisplaySettings, Mode
 
@@ -61,6 +61,25 @@ def fetch(
     timeout: Annotated[float, typer.Option(
         envvar="BULKFETCH_TIMEOUT", min=0.001, help="Total seconds per attempt.",
     )] = 60.0,
+    connect_timeout: Annotated[float | None, typer.Option(
+        envvar="BULKFETCH_CONNECT_TIMEOUT", min=0.001, metavar="SECONDS", show_default=False,
+        help="Seconds to set up a connection [default: within --timeout].",
+    )] = None,
+    read_timeout: Annotated[float | None, typer.Option(
+        envvar="BULKFETCH_READ_TIMEOUT", min=0.001, metavar="SECONDS", show_default=False,
+        help="Longest silence between bytes, so a slow big file is not taken for a dead one.",
+    )] = None,
+    per_host: Annotated[int, typer.Option(
+        envvar="BULKFETCH_PER_HOST", min=0, max=10_000,
+        help="Most requests in flight to one host (0: only --concurrency limits).",
+    )] = 0,
+    max_redirects: Annotated[int, typer.Option(
+        envvar="BULKFETCH_MAX_REDIRECTS", min=0, max=100, help="Redirects followed per URL.",
+    )] = 10,
+    user_agent: Annotated[str | None, typer.Option(
+        envvar="BULKFETCH_USER_AGENT", show_default=False,
+        help="User-Agent header [default: bulkfetch/VERSION].",
+    )] = None,
     header: Annotated[list[str] | None, typer.Option(
         "--header", "-H", metavar="'NAME: VALUE'", show_default=False,
         help="Extra request header; repeatable. [env: BULKFETCH_HEADER, one per line]",
@@ -106,7 +125,10 @@ def fetch(
         manifest=manifest or out / STATE_DIR / "manifest.jsonl",
         concurrency=concurrency,
         retries=retries,
-        timeout_s=timeout,
+        timeouts=Timeouts(total_s=timeout, connect_s=connect_timeout, read_s=read_timeout),
+        per_host=per_host,
+        max_redirects=max_redirects,
+        user_agent=user_agent,
         headers=tuple(_parse_header(h) for h in header or _env_headers()),
         refetch=_refetch(skip_existing=skip_existing, force=force),
     )

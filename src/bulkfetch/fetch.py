@@ -21,12 +21,11 @@ from dataclasses import dataclass
 import aiohttp
 
 from bulkfetch.events import Observer
-from bulkfetch.models import Job, Result, Resume, Status, Validators
+from bulkfetch.models import Job, Result, Resume, Status, Timeouts, Validators
 from bulkfetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from bulkfetch.sink import Partial, PendingFile, Sink
 
 CHUNK_BYTES = 256 * 1024
-MAX_REDIRECTS = 10
 RESUMABLE_BYTES = 4 * 1024 * 1024
 
 _FINAL_CLIENT_ERRORS = (
@@ -74,7 +73,8 @@ class Fetcher:
         sink: Sink,
         *,
         policy: RetryPolicy,
-        timeout_s: float,
+        timeouts: Timeouts,
+        max_redirects: int = 10,
         conditional: bool = True,
         observer: Observer,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -84,7 +84,8 @@ class Fetcher:
         self._semaphore = semaphore
         self._sink = sink
         self._policy = policy
-        self._timeout_s = timeout_s
+        self._timeouts = timeouts
+        self._max_redirects = max_redirects
         self._conditional = conditional
         self._observer = observer
         self._sleep = sleep
@@ -143,7 +144,9 @@ class Fetcher:
             try:
                 headers = _range(resume) if resume else self._conditions(job)
                 # aiohttp gives up when the count of redirects *reaches* max_redirects.
-                get = self._session.get(job.url, headers=headers, max_redirects=MAX_REDIRECTS + 1)
+                get = self._session.get(
+                    job.url, headers=headers, max_redirects=self._max_redirects + 1
+                )
                 async with get as resp:
                     http_status = resp.status
                     validators = _validators(resp)
@@ -170,11 +173,11 @@ class Fetcher:
                     validators=validators,
                 )
             except _FINAL_CLIENT_ERRORS as exc:
-                return failed(_describe(exc), retryable=False)
-            except TimeoutError:
-                return failed(f"timed out after {self._timeout_s:g}s")
+                return failed(_describe(exc, self._max_redirects), retryable=False)
+            except TimeoutError as exc:
+                return failed(_timed_out(exc, self._timeouts))
             except (aiohttp.ClientError, ShortBody) as exc:
-                return failed(_describe(exc))
+                return failed(_describe(exc, self._max_redirects))
             except OSError as exc:
                 return failed(f"cannot write the file: {exc}", retryable=False)
 
@@ -250,11 +253,20 @@ def _refused(resp: aiohttp.ClientResponse) -> Attempt:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def _timed_out(exc: TimeoutError, timeouts: Timeouts) -> str:
+    """Which timeout fired, and after how long."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError) and timeouts.connect_s is not None:
+        return f"connect timed out after {timeouts.connect_s:g}s (--connect-timeout)"
+    if isinstance(exc, aiohttp.SocketTimeoutError) and timeouts.read_s is not None:
+        return f"no data for {timeouts.read_s:g}s (--read-timeout)"
+    return f"timed out after {timeouts.total_s:g}s (--timeout)"
+
+
+def _describe(exc: BaseException, max_redirects: int) -> str:
     """A one-line, never empty, description of a network fault."""
     match exc:
         case aiohttp.TooManyRedirects():
-            return f"too many redirects (more than {MAX_REDIRECTS}; a loop?)"
+            return f"too many redirects (more than {max_redirects}; a loop?)"
         case aiohttp.NonHttpUrlClientError() | aiohttp.InvalidURL():
             return f"redirected to an unusable URL: {exc}"
         case aiohttp.ClientConnectorError():

@@ -89,6 +89,15 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per attempt: the whole of it, the TCP connect, and the longest silence between bytes."""
+
+    total_s: float = 60.0
+    connect_s: float | None = None
+    read_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a run needs, decided by the CLI."""
 
@@ -97,7 +106,10 @@ class Settings:
     manifest: Path
     concurrency: int = 50
     retries: int = 3
-    timeout_s: float = 60.0
+    timeouts: Timeouts = Timeouts()
+    per_host: int = 0  # 0: no limit per host beyond --concurrency
+    max_redirects: int = 10
+    user_agent: str | None = None  # None: bulkfetch/VERSION
     headers: tuple[tuple[str, str], ...] = ()
     refetch: Refetch = Refetch.REVALIDATE
 

@@ -130,7 +130,8 @@ async def _fetch_all(
                 asyncio.Semaphore(limit),
                 sink,
                 policy=RetryPolicy(retries=settings.retries),
-                timeout_s=settings.timeout_s,
+                timeouts=settings.timeouts,
+                max_redirects=settings.max_redirects,
                 conditional=settings.refetch is Refetch.REVALIDATE,
                 observer=observer,
             )
@@ -153,13 +154,20 @@ async def _fetch_all(
 
 
 def _session(settings: Settings) -> aiohttp.ClientSession:
-    headers = {"User-Agent": f"bulkfetch/{version('bulkfetch')}", "Accept-Encoding": "identity"}
+    agent = settings.user_agent or f"bulkfetch/{version('bulkfetch')}"
+    headers = {"User-Agent": agent, "Accept-Encoding": "identity"}
     # A header given twice on the command line is sent twice; a default is replaced.
     extra = {name.lower() for name, _ in settings.headers}
     base = {k: v for k, v in headers.items() if k.lower() not in extra}
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=settings.concurrency),
-        timeout=aiohttp.ClientTimeout(total=settings.timeout_s),
+        connector=aiohttp.TCPConnector(
+            limit=settings.concurrency, limit_per_host=settings.per_host
+        ),
+        timeout=aiohttp.ClientTimeout(
+            total=settings.timeouts.total_s,
+            sock_connect=settings.timeouts.connect_s,
+            sock_read=settings.timeouts.read_s,
+        ),
         headers=[*base.items(), *settings.headers],
         auto_decompress=False,
         read_bufsize=READ_BUFFER_BYTES,
