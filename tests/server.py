@@ -13,6 +13,7 @@ Routes (KEY separates the counters of different tests):
   /headers                    the request headers as JSON
   /gzipped                    a gzip body with Content-Encoding: gzip, whatever was asked
   /big/N                      N bytes written 1 MiB at a time
+  /chunked/N                  N bytes in chunked encoding (no Content-Length)
   /ranged/NAME?size=N[&rate=B][&cut=C]   N bytes (content set by Server.versions[NAME]) with a
                               strong ETag, Range and If-Range; B bytes/s at most; the first
                               request of NAME drops the connection after C bytes
@@ -141,6 +142,7 @@ class Server:
         r.add_get("/gzipped", self._gzipped)
         r.add_get("/big/{n}", self._big)
         r.add_get("/ranged/{name}", self._ranged)
+        r.add_get("/chunked/{n}", self._chunked)
         r.add_get("/{tail:.*}", self._anything)
         return app
 
@@ -249,6 +251,16 @@ class Server:
             sent += step
             if rate:
                 await asyncio.sleep(step / rate)
+        return resp
+
+    async def _chunked(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        left = int(request.match_info["n"])
+        while left > 0:
+            await resp.write(body("chunked", min(left, 256 * 1024)))
+            left -= 256 * 1024
         return resp
 
     async def _big(self, request: web.Request) -> web.StreamResponse:

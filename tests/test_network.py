@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from tests.conftest import run_cli, write_list
-from tests.helpers import MANIFEST, read_manifest
-from tests.server import Server
+from tests.helpers import MANIFEST, assert_tidy, read_manifest
+from tests.server import Server, body
 
 
 def test_per_host_limit_is_counted_at_the_server(server: Server, tmp_path: Path) -> None:
@@ -51,3 +52,35 @@ def test_user_agent(server: Server, tmp_path: Path) -> None:
     run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "b"),
             "--user-agent", "archiver/2 (ops@example.com)")
     assert server.stats.headers[-1]["User-Agent"] == "archiver/2 (ops@example.com)"
+
+
+def test_max_bytes_with_and_without_content_length(server: Server, tmp_path: Path) -> None:
+    """A body over --max-bytes fails at once (announced) or as soon as it passes the limit."""
+    announced = server.url("/big/3000000")
+    chunked = server.url("/chunked/3000000")
+    small = server.url("/bytes/1000")
+    proc = run_cli(str(write_list(tmp_path / "u", [announced, chunked, small])),
+                   "-o", str(tmp_path / "out"), "--max-bytes", "1M")
+    assert proc.returncode == 1
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    assert rows[announced]["error"] == "the body is 3,000,000 bytes; --max-bytes is 1,048,576"
+    assert rows[chunked]["error"].startswith("more than 1,048,576 bytes arrived")
+    assert rows[announced]["attempts"] == rows[chunked]["attempts"] == 1
+    assert rows[small]["status"] == "ok"
+    assert_tidy(tmp_path / "out", rows)
+
+
+def test_sha256_column(server: Server, tmp_path: Path) -> None:
+    """A third column sha256:HEX is checked; a mismatch fails and publishes nothing."""
+    good, bad = server.url("/bytes/500"), server.url("/bytes/600")
+    right = hashlib.sha256(body("/bytes/500", 500)).hexdigest()
+    lines = [f"{good}\tnamed.bin\tsha256:{right.upper()}", f"{bad} sha256:{'0' * 64}",
+             f"{server.url('/bytes/7')} sha256:xyz"]
+    proc = run_cli(str(write_list(tmp_path / "u", lines)), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    assert rows[good]["status"] == "ok" and rows[good]["path"] == "named.bin"
+    assert rows[bad]["error"].startswith("sha256 mismatch: got ")
+    assert rows[bad]["attempts"] == 1 and rows[bad]["path"] is None
+    assert "not a sha256" in rows[server.url("/bytes/7")]["error"]
+    assert_tidy(tmp_path / "out", rows)

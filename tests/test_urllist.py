@@ -25,6 +25,17 @@ def test_ignored(raw: bytes) -> None:
     assert parse_line(raw, source="u.txt", lineno=3) is None
 
 
+@pytest.mark.parametrize(("raw", "name", "checksum"), [
+    (b"http://a sha256:ABCD", None, "ABCD"),
+    (b"http://a\tout/x.bin\tsha256:ab", "out/x.bin", "ab"),
+    (b"http://a two words.txt sha256:ab", "two words.txt", "ab"),
+    (b"http://a sha256-looking-name", "sha256-looking-name", None),  # not the prefix
+])
+def test_checksum_column(raw: bytes, name: str | None, checksum: str | None) -> None:
+    line = parse_line(raw, source="u", lineno=2)
+    assert line is not None and (line.name, line.sha256) == (name, checksum)
+
+
 def test_where_names_source_and_line() -> None:
     line = parse_line(b"http://x", source="-", lineno=42)
     assert line is not None and line.where == "-:42"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import stat
 import sys
 import traceback
@@ -76,6 +77,10 @@ def fetch(
     max_redirects: Annotated[int, typer.Option(
         envvar="BULKFETCH_MAX_REDIRECTS", min=0, max=100, help="Redirects followed per URL.",
     )] = 10,
+    max_bytes: Annotated[str | None, typer.Option(
+        envvar="BULKFETCH_MAX_BYTES", metavar="SIZE", show_default=False,
+        help="Fail a body larger than this (bytes, or with k, M, G: powers of 1024).",
+    )] = None,
     user_agent: Annotated[str | None, typer.Option(
         envvar="BULKFETCH_USER_AGENT", show_default=False,
         help="User-Agent header [default: bulkfetch/VERSION].",
@@ -128,6 +133,7 @@ def fetch(
         timeouts=Timeouts(total_s=timeout, connect_s=connect_timeout, read_s=read_timeout),
         per_host=per_host,
         max_redirects=max_redirects,
+        max_bytes=parse_size(max_bytes) if max_bytes is not None else None,
         user_agent=user_agent,
         headers=tuple(_parse_header(h) for h in header or _env_headers()),
         refetch=_refetch(skip_existing=skip_existing, force=force),
@@ -180,6 +186,15 @@ def exit_code(summary: Summary) -> int:
     if summary.interrupted_by is not None:
         return 128 + summary.interrupted_by
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def parse_size(text: str) -> int:
+    """`1048576`, `512k`, `10M`, `2G` (powers of 1024) -> bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)[iI]?[bB]?\s*", text)
+    if match is None:
+        raise UsageError(f"--max-bytes {text!r}: expected a size such as 500k, 10M or 2G")
+    number, unit = match.groups()
+    return int(number) << (10 * " KMG".index((unit or " ").upper()))
 
 
 def _env_headers() -> list[str]:

@@ -23,7 +23,7 @@ import aiohttp
 from bulkfetch.events import Observer
 from bulkfetch.models import Job, Result, Resume, Status, Timeouts, Validators
 from bulkfetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
-from bulkfetch.sink import Partial, PendingFile, Sink
+from bulkfetch.sink import ChecksumMismatch, Partial, PendingFile, Sink
 
 CHUNK_BYTES = 256 * 1024
 RESUMABLE_BYTES = 4 * 1024 * 1024
@@ -63,6 +63,10 @@ class ShortBody(Exception):
     """The connection ended before Content-Length bytes arrived."""
 
 
+class TooBig(Exception):
+    """The body is larger than --max-bytes."""
+
+
 class Fetcher:
     """Fetches jobs over one shared session; at most `semaphore` attempts at once."""
 
@@ -75,6 +79,7 @@ class Fetcher:
         policy: RetryPolicy,
         timeouts: Timeouts,
         max_redirects: int = 10,
+        max_bytes: int | None = None,
         conditional: bool = True,
         observer: Observer,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -86,6 +91,7 @@ class Fetcher:
         self._policy = policy
         self._timeouts = timeouts
         self._max_redirects = max_redirects
+        self._max_bytes = max_bytes
         self._conditional = conditional
         self._observer = observer
         self._sleep = sleep
@@ -160,18 +166,24 @@ class Fetcher:
                             return failed(f"cannot resume at byte {resume.offset}")
                     if not 200 <= resp.status < 300:
                         return dataclasses.replace(_refused(resp), resume=kept)
+                    announced = (resp.content_length or 0) + (kept.offset if kept else 0)
+                    if self._max_bytes is not None and announced > self._max_bytes:
+                        return failed(_too_big(announced, self._max_bytes), retryable=False)
                     self._observer.responded(job, resp.content_length)
                     pending = self._sink.open(job.path, partial=self._partial(job, resp, kept))
                     try:
                         await self._stream(job, resp, pending)
                     except BaseException as exc:
-                        kept = await pending.discard(keep=not isinstance(exc, OSError))
+                        keep = not isinstance(exc, OSError | TooBig)
+                        kept = await pending.discard(keep=keep)
                         raise
-                sha256 = await pending.commit()
+                sha256 = await pending.commit(expect_sha256=job.sha256)
                 return Attempt(
                     http_status=http_status, size=pending.offset + pending.size, sha256=sha256,
                     validators=validators,
                 )
+            except (ChecksumMismatch, TooBig) as exc:
+                return failed(str(exc), retryable=False)
             except _FINAL_CLIENT_ERRORS as exc:
                 return failed(_describe(exc, self._max_redirects), retryable=False)
             except TimeoutError as exc:
@@ -209,12 +221,20 @@ class Fetcher:
         self, job: Job, resp: aiohttp.ClientResponse, pending: PendingFile
     ) -> None:
         received = self._observer.received
+        limit = self._max_bytes
         async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
             await pending.write(chunk)
             received(job, len(chunk))
+            if limit is not None and pending.offset + pending.size > limit:
+                raise TooBig(_too_big(pending.offset + pending.size, limit, so_far=True))
         expected = resp.content_length
         if expected is not None and pending.size != expected:
             raise ShortBody(f"body cut short: {pending.size} of {expected} bytes")
+
+
+def _too_big(size: int, limit: int, *, so_far: bool = False) -> str:
+    what = f"more than {limit:,} bytes arrived" if so_far else f"the body is {size:,} bytes"
+    return f"{what}; --max-bytes is {limit:,}"
 
 
 def _range(resume: Resume) -> dict[str, str]:

@@ -25,6 +25,7 @@ class UrlLine:
     where: str  # "urls.txt:7"
     url: str
     name: str | None
+    sha256: str | None = None  # as written after "sha256:"; checked by plan
 
 
 class Refetch(enum.StrEnum):
@@ -71,6 +72,7 @@ class Job:
     path: SafeRelPath
     prior: Prior | None = None
     resume: Resume | None = None
+    sha256: str | None = None  # the digest the body must have (lower-case hex)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class Settings:
     timeouts: Timeouts = Timeouts()
     per_host: int = 0  # 0: no limit per host beyond --concurrency
     max_redirects: int = 10
+    max_bytes: int | None = None  # a larger body fails and is not kept
     user_agent: str | None = None  # None: bulkfetch/VERSION
     headers: tuple[tuple[str, str], ...] = ()
     refetch: Refetch = Refetch.REVALIDATE

@@ -23,6 +23,7 @@ _STEM_MAX_BYTES = 100
 _SEGMENT_MAX_BYTES = 255
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 _EXT = re.compile(r"\.[A-Za-z0-9]{1,10}$")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def digest(text: str) -> bytes:
@@ -112,13 +113,18 @@ class Planner:
         url = parse_url(line.url)
         if url is None:
             return Rejected(line.where, line.url, f"{line.where}: not an http(s) URL: {line.url!r}")
+        checksum = line.sha256.lower() if line.sha256 is not None else None
+        if checksum is not None and not _SHA256_HEX.fullmatch(checksum):
+            error = f"{line.where}: not a sha256 (64 hex digits): {line.sha256!r}"
+            return Rejected(line.where, line.url, error)
         if line.name is None:
-            return Job(where=line.where, url=line.url, path=auto_path(url, url_digest))
-        try:
-            path = self._claim(check_name(line.name))
-        except ValueError as exc:
-            return Rejected(line.where, line.url, f"{line.where}: NAME {line.name!r} {exc}")
-        return Job(where=line.where, url=line.url, path=path)
+            path = auto_path(url, url_digest)
+        else:
+            try:
+                path = self._claim(check_name(line.name))
+            except ValueError as exc:
+                return Rejected(line.where, line.url, f"{line.where}: NAME {line.name!r} {exc}")
+        return Job(where=line.where, url=line.url, path=path, sha256=checksum)
 
     def _claim(self, path: SafeRelPath) -> SafeRelPath:
         """Reserve a NAME so that no other NAME is the same file or needs it as a folder."""

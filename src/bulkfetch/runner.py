@@ -132,6 +132,7 @@ async def _fetch_all(
                 policy=RetryPolicy(retries=settings.retries),
                 timeouts=settings.timeouts,
                 max_redirects=settings.max_redirects,
+                max_bytes=settings.max_bytes,
                 conditional=settings.refetch is Refetch.REVALIDATE,
                 observer=observer,
             )

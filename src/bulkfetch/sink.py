@@ -47,6 +47,10 @@ class Partial:
     offset: int  # bytes already there from an earlier attempt
 
 
+class ChecksumMismatch(Exception):
+    """The body's sha256 is not the one the list asked for; the file was not published."""
+
+
 class Sink:
     """Where bodies go: the --out folder, and the threads that write into it."""
 
@@ -123,12 +127,15 @@ class PendingFile:
             chunks, self._buffer, self._buffered = self._buffer, [], 0
             self._flushing = self._sink.writers.submit(self._write, chunks)
 
-    async def commit(self) -> str:
-        """Write what is left, close, and rename into place; returns the sha256 hex digest."""
+    async def commit(self, *, expect_sha256: str | None = None) -> str:
+        """Write what is left, close, and rename into place; returns the sha256 hex digest.
+
+        With `expect_sha256`, a body with another digest is discarded, never published.
+        """
         chunks, self._buffer = self._buffer, []
         try:
             await self._wait_flush()
-            return await self._sink.writers.run(self._commit, chunks)
+            return await self._sink.writers.run(self._commit, chunks, expect_sha256)
         except BaseException:
             await self.discard()
             raise
@@ -164,17 +171,20 @@ class PendingFile:
         _write_all(self._fd, chunks)
         self.on_disk += sum(len(chunk) for chunk in chunks)
 
-    def _commit(self, chunks: list[bytes]) -> str:
+    def _commit(self, chunks: list[bytes], expect_sha256: str | None) -> str:
         self._write(chunks, last=True)
         fd, self._fd = self._fd, -1
         os.close(fd)
+        digest = self._hash.hexdigest()
+        if expect_sha256 is not None and digest != expect_sha256:
+            raise ChecksumMismatch(f"sha256 mismatch: got {digest}, the list says {expect_sha256}")
         self._sink.ensure_dir(os.path.dirname(self.final))
         os.replace(self._temp, self.final)
         self._temp = ""
         if self._partial is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._partial.meta)
-        return self._hash.hexdigest()
+        return digest
 
     def _discard(self, keep: bool) -> Resume | None:
         if self._fd >= 0:
