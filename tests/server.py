@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import shutil
 import socket
+import ssl
 import struct
 import tempfile
 import threading
@@ -61,8 +62,9 @@ class Stats:
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.stats = Stats()
+        self._ssl = ssl_context
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -72,7 +74,7 @@ class Server:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -99,7 +101,7 @@ class Server:
         self._stop_event = asyncio.Event()
         runner = web.AppRunner(self._app(), handle_signals=False, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024, ssl_context=self._ssl)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._started.set()

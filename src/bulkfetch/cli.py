@@ -19,9 +19,9 @@ import orjson
 import typer
 from rich.console import Console
 
-from bulkfetch import lock, runner
+from bulkfetch import lock, runner, tls
 from bulkfetch.intake import Source
-from bulkfetch.models import Refetch, Settings, Summary, Timeouts
+from bulkfetch.models import Refetch, Settings, Summary, Timeouts, Tls
 from bulkfetch.plan import STATE_DIR
 from bulkfetch.progress import Display, DisplaySettings, Mode
 
@@ -85,6 +85,22 @@ def fetch(
         envvar="BULKFETCH_USER_AGENT", show_default=False,
         help="User-Agent header [default: bulkfetch/VERSION].",
     )] = None,
+    cacert: Annotated[Path | None, typer.Option(
+        envvar="BULKFETCH_CACERT", metavar="FILE", show_default=False,
+        help="Trust the CA certificates in FILE (PEM) instead of the system's.",
+    )] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", "-k", envvar="BULKFETCH_INSECURE",
+        help="Do not check servers' certificates.",
+    )] = False,
+    cert: Annotated[Path | None, typer.Option(
+        envvar="BULKFETCH_CERT", metavar="FILE", show_default=False,
+        help="Client certificate (PEM), for servers that ask for one.",
+    )] = None,
+    key: Annotated[Path | None, typer.Option(
+        envvar="BULKFETCH_KEY", metavar="FILE", show_default=False,
+        help="Private key of --cert, when not in the same file.",
+    )] = None,
     header: Annotated[list[str] | None, typer.Option(
         "--header", "-H", metavar="'NAME: VALUE'", show_default=False,
         help="Extra request header; repeatable. [env: BULKFETCH_HEADER, one per line]",
@@ -135,11 +151,18 @@ def fetch(
         max_redirects=max_redirects,
         max_bytes=parse_size(max_bytes) if max_bytes is not None else None,
         user_agent=user_agent,
+        tls=Tls(cacert=cacert, insecure=insecure, cert=cert, key=key),
         headers=tuple(_parse_header(h) for h in header or _env_headers()),
         refetch=_refetch(skip_existing=skip_existing, force=force),
     )
     if quiet and verbose:
         raise UsageError("--quiet and --verbose do not go together")
+    if key is not None and cert is None:
+        raise UsageError("--key goes with --cert")
+    try:
+        ssl_context = tls.context(settings.tls)
+    except tls.TlsError as exc:
+        raise UsageError(str(exc)) from exc
     _prepare_out(settings.out)
     display = Display(
         DisplaySettings(
@@ -157,7 +180,9 @@ def fetch(
             stack.enter_context(lock.hold(settings.out / STATE_DIR / "lock"))
         except lock.Locked as exc:
             raise LockedOut(str(exc)) from exc
-        summary = runner.run(settings, opened, display, companion=display.run)
+        summary = runner.run(
+            settings, opened, display, companion=display.run, ssl_context=ssl_context
+        )
     display.show_summary(summary, settings.manifest)
     code = exit_code(summary)
     if summary_json is not None:

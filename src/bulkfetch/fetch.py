@@ -289,6 +289,11 @@ def _describe(exc: BaseException, max_redirects: int) -> str:
             return f"too many redirects (more than {max_redirects}; a loop?)"
         case aiohttp.NonHttpUrlClientError() | aiohttp.InvalidURL():
             return f"redirected to an unusable URL: {exc}"
+        case aiohttp.ClientConnectorCertificateError():
+            reason = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
+            return f"TLS: the certificate of {exc.host}:{exc.port} is not trusted: {reason}"
+        case aiohttp.ClientSSLError():
+            return f"TLS: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         case aiohttp.ClientConnectorError():
             return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc}"
         case aiohttp.ServerDisconnectedError():

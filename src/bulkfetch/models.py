@@ -100,6 +100,16 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Tls:
+    """How to check servers and how to show ourselves; files are read once, at startup."""
+
+    cacert: Path | None = None
+    insecure: bool = False
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a run needs, decided by the CLI."""
 
@@ -113,6 +123,7 @@ class Settings:
     max_redirects: int = 10
     max_bytes: int | None = None  # a larger body fails and is not kept
     user_agent: str | None = None  # None: bulkfetch/VERSION
+    tls: Tls = Tls()
     headers: tuple[tuple[str, str], ...] = ()
     refetch: Refetch = Refetch.REVALIDATE
 

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import os
 import signal
+import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import version
@@ -60,13 +61,14 @@ def run(
     observer: Observer,
     *,
     companion: Callable[[], Coroutine[object, object, None]] | None = None,
+    ssl_context: ssl.SSLContext | bool = True,
 ) -> Summary:
     """Run the whole job on a new event loop; SIGINT and SIGTERM stop it cleanly.
 
     `companion` (a display's refresh loop) runs beside the job and is cancelled when it ends.
     """
     with asyncio.Runner() as runner:
-        return runner.run(_main(settings, sources, observer, companion))
+        return runner.run(_main(settings, sources, observer, companion, ssl_context))
 
 
 async def _main(
@@ -74,6 +76,7 @@ async def _main(
     sources: Sequence[Source],
     observer: Observer,
     companion: Callable[[], Coroutine[object, object, None]] | None,
+    ssl_context: ssl.SSLContext | bool,
 ) -> Summary:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -91,7 +94,7 @@ async def _main(
     tally = Tally(time.monotonic())
     beside = asyncio.create_task(companion()) if companion else None
     try:
-        await _fetch_all(settings, sources, observer, tally)
+        await _fetch_all(settings, sources, observer, tally, ssl_context)
     except asyncio.CancelledError:
         if not received:
             raise
@@ -107,7 +110,11 @@ async def _main(
 
 
 async def _fetch_all(
-    settings: Settings, sources: Sequence[Source], observer: Observer, tally: Tally
+    settings: Settings,
+    sources: Sequence[Source],
+    observer: Observer,
+    tally: Tally,
+    ssl_context: ssl.SSLContext | bool,
 ) -> None:
     limit = settings.concurrency
     writers = Writers()
@@ -115,7 +122,7 @@ async def _fetch_all(
     try:
         async with (
             Manifest(settings.manifest, writers, state=StateWriter(state_path)) as manifest,
-            _session(settings) as session,
+            _session(settings, ssl_context) as session,
         ):
             def record(
                 result: Result, validators: Validators | None = None, prior: Prior | None = None
@@ -154,7 +161,7 @@ async def _fetch_all(
         writers.close()
 
 
-def _session(settings: Settings) -> aiohttp.ClientSession:
+def _session(settings: Settings, ssl_context: ssl.SSLContext | bool) -> aiohttp.ClientSession:
     agent = settings.user_agent or f"bulkfetch/{version('bulkfetch')}"
     headers = {"User-Agent": agent, "Accept-Encoding": "identity"}
     # A header given twice on the command line is sent twice; a default is replaced.
@@ -162,7 +169,7 @@ def _session(settings: Settings) -> aiohttp.ClientSession:
     base = {k: v for k, v in headers.items() if k.lower() not in extra}
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(
-            limit=settings.concurrency, limit_per_host=settings.per_host
+            limit=settings.concurrency, limit_per_host=settings.per_host, ssl=ssl_context
         ),
         timeout=aiohttp.ClientTimeout(
             total=settings.timeouts.total_s,
