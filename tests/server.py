@@ -10,6 +10,7 @@ Routes (KEY separates the counters of different tests):
   /redirect/N                 a chain of N redirects ending at 1000 bytes
   /loop                       redirects to itself
   /to-ftp                     redirects to an ftp:// URL
+  /go?to=URL                  redirects to URL
   /headers                    the request headers as JSON
   /gzipped                    a gzip body with Content-Encoding: gzip, whatever was asked
   /big/N                      N bytes written 1 MiB at a time
@@ -140,6 +141,7 @@ class Server:
         r.add_get("/redirect/{n}", self._redirect)
         r.add_get("/loop", self._loop_redirect)
         r.add_get("/to-ftp", self._to_ftp)
+        r.add_get("/go", self._go)
         r.add_get("/headers", self._headers)
         r.add_get("/gzipped", self._gzipped)
         r.add_get("/big/{n}", self._big)
@@ -215,6 +217,9 @@ class Server:
 
     async def _to_ftp(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("ftp://127.0.0.1/x")
+
+    async def _go(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
 
     async def _headers(self, request: web.Request) -> web.Response:
         return web.json_response(dict(request.headers))

@@ -29,7 +29,7 @@ def test_read_timeout_names_itself(server: Server, tmp_path: Path) -> None:
 
 def test_a_slow_steady_body_is_not_a_dead_one(server: Server, tmp_path: Path) -> None:
     """3 s of steady trickle passes a 1 s read timeout: only silence counts."""
-    url = server.url(f"/ranged/slow?size={3 * 64 * 1024}&rate={64 * 1024}")
+    url = server.url(f"/ranged/slow?size={3 * 256 * 1024}&rate={256 * 1024}")  # 0.25 s gaps
     proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"),
                    "--read-timeout", "1", "--timeout", "30", timeout=30)
     assert proc.returncode == 0, proc.stderr

@@ -85,6 +85,10 @@ def fetch(
         envvar="BULKFETCH_USER_AGENT", show_default=False,
         help="User-Agent header [default: bulkfetch/VERSION].",
     )] = None,
+    user: Annotated[str | None, typer.Option(
+        "--user", "-u", envvar="BULKFETCH_USER", metavar="USER:PASSWORD", show_default=False,
+        help="HTTP Basic credentials; never sent to another host after a redirect.",
+    )] = None,
     cacert: Annotated[Path | None, typer.Option(
         envvar="BULKFETCH_CACERT", metavar="FILE", show_default=False,
         help="Trust the CA certificates in FILE (PEM) instead of the system's.",
@@ -152,11 +156,14 @@ def fetch(
         max_bytes=parse_size(max_bytes) if max_bytes is not None else None,
         user_agent=user_agent,
         tls=Tls(cacert=cacert, insecure=insecure, cert=cert, key=key),
+        user=_parse_user(user) if user is not None else None,
         headers=tuple(_parse_header(h) for h in header or _env_headers()),
         refetch=_refetch(skip_existing=skip_existing, force=force),
     )
     if quiet and verbose:
         raise UsageError("--quiet and --verbose do not go together")
+    if settings.user and any(name.lower() == "authorization" for name, _ in settings.headers):
+        raise UsageError("--user and -H 'Authorization: …' do not go together")
     if key is not None and cert is None:
         raise UsageError("--key goes with --cert")
     try:
@@ -211,6 +218,13 @@ def exit_code(summary: Summary) -> int:
     if summary.interrupted_by is not None:
         return 128 + summary.interrupted_by
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _parse_user(text: str) -> tuple[str, str]:
+    name, sep, password = text.partition(":")
+    if not sep or not name:
+        raise UsageError("--user: expected USER:PASSWORD")
+    return name, password
 
 
 def parse_size(text: str) -> int:

@@ -22,6 +22,7 @@ import aiohttp
 
 from bulkfetch.events import Observer
 from bulkfetch.models import Job, Result, Resume, Status, Timeouts, Validators
+from bulkfetch.redact import redact
 from bulkfetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from bulkfetch.sink import ChecksumMismatch, Partial, PendingFile, Sink
 
@@ -80,6 +81,7 @@ class Fetcher:
         timeouts: Timeouts,
         max_redirects: int = 10,
         max_bytes: int | None = None,
+        auth: aiohttp.BasicAuth | None = None,
         conditional: bool = True,
         observer: Observer,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -92,6 +94,7 @@ class Fetcher:
         self._timeouts = timeouts
         self._max_redirects = max_redirects
         self._max_bytes = max_bytes
+        self._auth = auth
         self._conditional = conditional
         self._observer = observer
         self._sleep = sleep
@@ -126,7 +129,7 @@ class Fetcher:
         # A failure leaves an earlier run's file where it was, and the manifest says so.
         kept = job.prior.path if job.prior else None
         result = Result(
-            url=job.url,
+            url=redact(job.url),
             status=status,
             path=kept if error else job.path,
             http_status=attempt.http_status,
@@ -134,7 +137,7 @@ class Fetcher:
             sha256=attempt.sha256,
             attempts=attempt_no,
             elapsed=round(self._clock() - start, 3),
-            error=error,
+            error=redact(error) if error else None,
         )
         return Fetched(result, attempt.validators)
 
@@ -151,7 +154,8 @@ class Fetcher:
                 headers = _range(resume) if resume else self._conditions(job)
                 # aiohttp gives up when the count of redirects *reaches* max_redirects.
                 get = self._session.get(
-                    job.url, headers=headers, max_redirects=self._max_redirects + 1
+                    job.url, headers=headers, auth=self._auth,
+                    max_redirects=self._max_redirects + 1,
                 )
                 async with get as resp:
                     http_status = resp.status

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from bulkfetch.models import Job, Prior, Refetch, Result, Resume, Status
 from bulkfetch.plan import Planner, Rejected
+from bulkfetch.redact import redact
 from bulkfetch.state import StateReader
 from bulkfetch.urllist import parse_line
 
@@ -113,8 +114,9 @@ class Intake:
         if prior is None:
             return item
         if self._refetch is Refetch.SKIP_EXISTING:
-            return Result(url=item.url, status=Status.SKIPPED, path=prior.path, http_status=None,
-                          bytes=0, sha256=None, attempts=0, elapsed=0.0, error=None)
+            return Result(url=redact(item.url), status=Status.SKIPPED, path=prior.path,
+                          http_status=None, bytes=0, sha256=None, attempts=0, elapsed=0.0,
+                          error=None)
         return dataclasses.replace(item, prior=prior)
 
     def _read_all(self, post: _Post) -> None:

@@ -60,11 +60,17 @@ class Manifest:
             await self._writers.run(self._state.close)
 
     def add(
-        self, result: Result, *, validators: Validators | None = None, prior: Prior | None = None
+        self,
+        result: Result,
+        *,
+        url: str | None = None,
+        validators: Validators | None = None,
+        prior: Prior | None = None,
     ) -> None:
+        """Record a result; `url` (as listed, for the state) defaults to `result.url`."""
         self._pending += orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE)
         if self._state is not None:
-            self._state.add(result, validators, prior)
+            self._state.add(url or result.url, result, validators, prior)
         if len(self._pending) >= FLUSH_BYTES:
             self._wake.set()
 

@@ -124,6 +124,7 @@ class Settings:
     max_bytes: int | None = None  # a larger body fails and is not kept
     user_agent: str | None = None  # None: bulkfetch/VERSION
     tls: Tls = Tls()
+    user: tuple[str, str] | None = None  # Basic auth, dropped on a redirect to another origin
     headers: tuple[tuple[str, str], ...] = ()
     refetch: Refetch = Refetch.REVALIDATE
 

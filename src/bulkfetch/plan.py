@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from yarl import URL
 
 from bulkfetch.models import Job, Result, SafeRelPath, Status, UrlLine
+from bulkfetch.redact import redact
 from bulkfetch.seen import DIGEST_BYTES, DigestSet
 
 STATE_DIR = ".bulkfetch"
@@ -40,8 +41,8 @@ class Rejected:
 
     def as_result(self) -> Result:
         return Result(
-            url=self.url, status=Status.FAILED, path=None, http_status=None, bytes=0,
-            sha256=None, attempts=0, elapsed=0.0, error=self.error,
+            url=redact(self.url), status=Status.FAILED, path=None, http_status=None, bytes=0,
+            sha256=None, attempts=0, elapsed=0.0, error=redact(self.error),
         )
 
 

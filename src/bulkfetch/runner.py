@@ -17,7 +17,7 @@ from bulkfetch.events import Observer
 from bulkfetch.fetch import Fetcher
 from bulkfetch.intake import Intake, Source
 from bulkfetch.manifest import Manifest
-from bulkfetch.models import Job, Prior, Refetch, Result, Settings, Status, Summary, Validators
+from bulkfetch.models import Job, Refetch, Result, Settings, Status, Summary, Validators
 from bulkfetch.plan import STATE_DIR, Planner
 from bulkfetch.retry import RetryPolicy
 from bulkfetch.sink import Sink
@@ -28,7 +28,7 @@ from bulkfetch.writers import Writers
 SPARE_WORKERS = 0.5
 READ_BUFFER_BYTES = 256 * 1024
 
-_Record = Callable[[Result, Validators | None, Prior | None], None]
+_Record = Callable[[Result, Job | None, Validators | None], None]
 
 
 class Tally:
@@ -124,10 +124,10 @@ async def _fetch_all(
             Manifest(settings.manifest, writers, state=StateWriter(state_path)) as manifest,
             _session(settings, ssl_context) as session,
         ):
-            def record(
-                result: Result, validators: Validators | None = None, prior: Prior | None = None
-            ) -> None:
-                manifest.add(result, validators=validators, prior=prior)
+            def record(result: Result, job: Job | None, validators: Validators | None) -> None:
+                prior = job.prior if job else None
+                url = job.url if job else None
+                manifest.add(result, url=url, validators=validators, prior=prior)
                 tally.add(result)
                 observer.finished(result)
 
@@ -140,6 +140,9 @@ async def _fetch_all(
                 timeouts=settings.timeouts,
                 max_redirects=settings.max_redirects,
                 max_bytes=settings.max_bytes,
+                # Per request, not on the session: aiohttp re-applies a session's auth after a
+                # redirect to another origin, but drops a request's.
+                auth=aiohttp.BasicAuth(*settings.user) if settings.user else None,
                 conditional=settings.refetch is Refetch.REVALIDATE,
                 observer=observer,
             )
@@ -213,4 +216,4 @@ async def _feed(
 async def _work(fetcher: Fetcher, jobs: asyncio.Queue[Job | None], record: _Record) -> None:
     while (job := await jobs.get()) is not None:
         fetched = await fetcher.fetch(job)
-        record(fetched.result, fetched.validators, job.prior)
+        record(fetched.result, job, fetched.validators)

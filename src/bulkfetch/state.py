@@ -90,15 +90,18 @@ class StateWriter:
         self._db: sqlite3.Connection | None = None
         self._rows: list[tuple[object, ...]] = []
 
-    def add(self, result: Result, validators: Validators | None, prior: Prior | None) -> None:
-        """Remember an ok or not_modified result (on the loop: a tuple append)."""
+    def add(
+        self, url: str, result: Result, validators: Validators | None, prior: Prior | None
+    ) -> None:
+        """Remember an ok or not_modified result (on the loop: a tuple append). `url` is the
+        URL as listed: `result.url` has any password masked."""
         if result.status is Status.OK and result.sha256 is not None and result.path is not None:
             v = validators or Validators(None, None)
-            self._rows.append((result.url, result.path, result.bytes, result.sha256,
+            self._rows.append((url, result.path, result.bytes, result.sha256,
                                v.etag, v.last_modified, time.time()))
         elif result.status is Status.NOT_MODIFIED and prior is not None:
             v = validators or Validators(prior.etag, prior.last_modified)
-            self._rows.append((result.url, prior.path, prior.bytes, prior.sha256,
+            self._rows.append((url, prior.path, prior.bytes, prior.sha256,
                                v.etag or prior.etag, v.last_modified or prior.last_modified,
                                time.time()))
 

@@ -1,0 +1,58 @@
+"""Credentials: sent where they belong, never to another host, never printed."""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from pathlib import Path
+
+from tests.conftest import run_cli, write_list
+from tests.helpers import MANIFEST, read_manifest
+from tests.server import Server
+
+SECRET = "s3cr3t-Pa55"
+
+
+def everything_written(tmp_path: Path, stderr: str) -> str:
+    """All that a run showed or wrote, except the state database."""
+    texts = [stderr]
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".jsonl", ".json", ".txt", ".log"):
+            texts.append(path.read_text(errors="replace"))
+    return "\n".join(texts)
+
+
+def test_basic_auth_is_sent_and_dropped_on_a_redirect_elsewhere(
+    server: Server, tmp_path: Path
+) -> None:
+    """127.0.0.1 and localhost are two origins: the second must not see the credentials."""
+    elsewhere = f"http://localhost:{server.port}/headers"
+    here, away = server.url("/headers"), server.url(f"/go?to={urllib.parse.quote(elsewhere)}")
+    proc = run_cli(str(write_list(tmp_path / "u", [here, away])), "-o", str(tmp_path / "out"),
+                   "--user", f"alice:{SECRET}", "-v")
+    assert proc.returncode == 0, proc.stderr
+    expected = "Basic " + base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    by_host: dict[str, list[str | None]] = {}
+    for headers in server.stats.headers:
+        host = headers["Host"].split(":")[0]
+        by_host.setdefault(host, []).append(headers.get("Authorization"))
+    assert by_host["127.0.0.1"] == [expected, expected]  # /headers and /go
+    assert by_host["localhost"] == [None]
+    assert SECRET not in proc.stderr
+
+
+def test_url_passwords_are_masked_everywhere(server: Server, tmp_path: Path) -> None:
+    secret_url = f"http://bob:{SECRET}@127.0.0.1:{server.port}/status/403"
+    proc = run_cli(str(write_list(tmp_path / "u", [secret_url])), "-o", str(tmp_path / "out"),
+                   "-v", "--summary-json", str(tmp_path / "summary.json"))
+    assert proc.returncode == 1
+    assert SECRET not in everything_written(tmp_path / "out", proc.stderr)
+    (row,) = read_manifest(tmp_path / "out" / MANIFEST).values()
+    assert row["url"] == f"http://bob:***@127.0.0.1:{server.port}/status/403"
+    assert "bob:***@" in proc.stderr
+
+
+def test_user_and_authorization_header_conflict(tmp_path: Path) -> None:
+    proc = run_cli(str(write_list(tmp_path / "u", ["http://127.0.0.1:9/"])),
+                   "--user", "a:b", "-H", "Authorization: Bearer x")
+    assert proc.returncode == 2 and "do not go together" in proc.stderr
