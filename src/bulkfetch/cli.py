@@ -19,7 +19,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from bulkfetch import lock, runner, tls
+from bulkfetch import creds, lock, runner, tls
 from bulkfetch.intake import Source
 from bulkfetch.models import Refetch, Settings, Summary, Timeouts, Tls
 from bulkfetch.plan import STATE_DIR
@@ -89,6 +89,19 @@ def fetch(
         "--user", "-u", envvar="BULKFETCH_USER", metavar="USER:PASSWORD", show_default=False,
         help="HTTP Basic credentials; never sent to another host after a redirect.",
     )] = None,
+    netrc: Annotated[bool, typer.Option(
+        "--netrc", envvar="BULKFETCH_NETRC",
+        help="Basic credentials per host from $NETRC or ~/.netrc (--user wins).",
+    )] = False,
+    proxy: Annotated[str | None, typer.Option(
+        envvar="BULKFETCH_PROXY", metavar="URL", show_default=False,
+        help="Proxy for every request, http://[user:password@]host:port "
+        "[default: HTTP_PROXY / HTTPS_PROXY / NO_PROXY].",
+    )] = None,
+    cookies: Annotated[Path | None, typer.Option(
+        envvar="BULKFETCH_COOKIES", metavar="FILE", show_default=False,
+        help="Cookies to send, from a Netscape cookies.txt.",
+    )] = None,
     cacert: Annotated[Path | None, typer.Option(
         envvar="BULKFETCH_CACERT", metavar="FILE", show_default=False,
         help="Trust the CA certificates in FILE (PEM) instead of the system's.",
@@ -157,6 +170,9 @@ def fetch(
         user_agent=user_agent,
         tls=Tls(cacert=cacert, insecure=insecure, cert=cert, key=key),
         user=_parse_user(user) if user is not None else None,
+        netrc=netrc,
+        proxy=proxy,
+        cookies=cookies,
         headers=tuple(_parse_header(h) for h in header or _env_headers()),
         refetch=_refetch(skip_existing=skip_existing, force=force),
     )
@@ -168,7 +184,13 @@ def fetch(
         raise UsageError("--key goes with --cert")
     try:
         ssl_context = tls.context(settings.tls)
-    except tls.TlsError as exc:
+        credentials = creds.Credentials(
+            proxies=creds.Proxies.from_env(settings.proxy),
+            user=settings.user,
+            logins=creds.netrc_logins() if settings.netrc else {},
+        )
+        jar = creds.load_cookies(settings.cookies) if settings.cookies else []
+    except (tls.TlsError, creds.CredsError) as exc:
         raise UsageError(str(exc)) from exc
     _prepare_out(settings.out)
     display = Display(
@@ -188,7 +210,8 @@ def fetch(
         except lock.Locked as exc:
             raise LockedOut(str(exc)) from exc
         summary = runner.run(
-            settings, opened, display, companion=display.run, ssl_context=ssl_context
+            settings, opened, display, companion=display.run, ssl_context=ssl_context,
+            credentials=credentials, cookies=jar,
         )
     display.show_summary(summary, settings.manifest)
     code = exit_code(summary)

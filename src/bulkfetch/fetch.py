@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
 from bulkfetch.models import Job, Result, Resume, Status, Timeouts, Validators
 from bulkfetch.redact import redact
@@ -81,7 +82,7 @@ class Fetcher:
         timeouts: Timeouts,
         max_redirects: int = 10,
         max_bytes: int | None = None,
-        auth: aiohttp.BasicAuth | None = None,
+        credentials: Credentials | None = None,
         conditional: bool = True,
         observer: Observer,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -94,7 +95,7 @@ class Fetcher:
         self._timeouts = timeouts
         self._max_redirects = max_redirects
         self._max_bytes = max_bytes
-        self._auth = auth
+        self._credentials = credentials or Credentials()
         self._conditional = conditional
         self._observer = observer
         self._sleep = sleep
@@ -154,8 +155,8 @@ class Fetcher:
                 headers = _range(resume) if resume else self._conditions(job)
                 # aiohttp gives up when the count of redirects *reaches* max_redirects.
                 get = self._session.get(
-                    job.url, headers=headers, auth=self._auth,
-                    max_redirects=self._max_redirects + 1,
+                    job.url, headers=headers, max_redirects=self._max_redirects + 1,
+                    **self._credentials.request_options(job.url),  # type: ignore[arg-type]
                 )
                 async with get as resp:
                     http_status = resp.status

@@ -125,6 +125,9 @@ class Settings:
     user_agent: str | None = None  # None: bulkfetch/VERSION
     tls: Tls = Tls()
     user: tuple[str, str] | None = None  # Basic auth, dropped on a redirect to another origin
+    netrc: bool = False
+    proxy: str | None = None  # None: HTTP_PROXY / HTTPS_PROXY / NO_PROXY from the environment
+    cookies: Path | None = None
     headers: tuple[tuple[str, str], ...] = ()
     refetch: Refetch = Refetch.REVALIDATE
 

@@ -9,10 +9,15 @@ import signal
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from http.cookies import Morsel
 from importlib.metadata import version
 
 import aiohttp
+import aiohttp.abc
+from yarl import URL
 
+from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
 from bulkfetch.fetch import Fetcher
 from bulkfetch.intake import Intake, Source
@@ -29,6 +34,15 @@ SPARE_WORKERS = 0.5
 READ_BUFFER_BYTES = 256 * 1024
 
 _Record = Callable[[Result, Job | None, Validators | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Extras:
+    """What the CLI prepared from files and the environment before the loop started."""
+
+    ssl_context: ssl.SSLContext | bool
+    credentials: Credentials
+    cookies: Sequence[tuple[Morsel[str], URL]]
 
 
 class Tally:
@@ -62,13 +76,18 @@ def run(
     *,
     companion: Callable[[], Coroutine[object, object, None]] | None = None,
     ssl_context: ssl.SSLContext | bool = True,
+    credentials: Credentials | None = None,
+    cookies: Sequence[tuple[Morsel[str], URL]] = (),
 ) -> Summary:
     """Run the whole job on a new event loop; SIGINT and SIGTERM stop it cleanly.
 
     `companion` (a display's refresh loop) runs beside the job and is cancelled when it ends.
     """
     with asyncio.Runner() as runner:
-        return runner.run(_main(settings, sources, observer, companion, ssl_context))
+        return runner.run(_main(
+            settings, sources, observer, companion,
+            _Extras(ssl_context, credentials or Credentials(), cookies),
+        ))
 
 
 async def _main(
@@ -76,7 +95,7 @@ async def _main(
     sources: Sequence[Source],
     observer: Observer,
     companion: Callable[[], Coroutine[object, object, None]] | None,
-    ssl_context: ssl.SSLContext | bool,
+    extras: _Extras,
 ) -> Summary:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -94,7 +113,7 @@ async def _main(
     tally = Tally(time.monotonic())
     beside = asyncio.create_task(companion()) if companion else None
     try:
-        await _fetch_all(settings, sources, observer, tally, ssl_context)
+        await _fetch_all(settings, sources, observer, tally, extras)
     except asyncio.CancelledError:
         if not received:
             raise
@@ -114,15 +133,16 @@ async def _fetch_all(
     sources: Sequence[Source],
     observer: Observer,
     tally: Tally,
-    ssl_context: ssl.SSLContext | bool,
+    extras: _Extras,
 ) -> None:
+    credentials = extras.credentials
     limit = settings.concurrency
     writers = Writers()
     state_path = settings.out / STATE_DIR / STATE_FILE
     try:
         async with (
             Manifest(settings.manifest, writers, state=StateWriter(state_path)) as manifest,
-            _session(settings, ssl_context) as session,
+            _session(settings, extras) as session,
         ):
             def record(result: Result, job: Job | None, validators: Validators | None) -> None:
                 prior = job.prior if job else None
@@ -140,9 +160,7 @@ async def _fetch_all(
                 timeouts=settings.timeouts,
                 max_redirects=settings.max_redirects,
                 max_bytes=settings.max_bytes,
-                # Per request, not on the session: aiohttp re-applies a session's auth after a
-                # redirect to another origin, but drops a request's.
-                auth=aiohttp.BasicAuth(*settings.user) if settings.user else None,
+                credentials=credentials,
                 conditional=settings.refetch is Refetch.REVALIDATE,
                 observer=observer,
             )
@@ -164,7 +182,7 @@ async def _fetch_all(
         writers.close()
 
 
-def _session(settings: Settings, ssl_context: ssl.SSLContext | bool) -> aiohttp.ClientSession:
+def _session(settings: Settings, extras: _Extras) -> aiohttp.ClientSession:
     agent = settings.user_agent or f"bulkfetch/{version('bulkfetch')}"
     headers = {"User-Agent": agent, "Accept-Encoding": "identity"}
     # A header given twice on the command line is sent twice; a default is replaced.
@@ -172,8 +190,9 @@ def _session(settings: Settings, ssl_context: ssl.SSLContext | bool) -> aiohttp.
     base = {k: v for k, v in headers.items() if k.lower() not in extra}
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(
-            limit=settings.concurrency, limit_per_host=settings.per_host, ssl=ssl_context
+            limit=settings.concurrency, limit_per_host=settings.per_host, ssl=extras.ssl_context
         ),
+        cookie_jar=_cookie_jar(extras.cookies),
         timeout=aiohttp.ClientTimeout(
             total=settings.timeouts.total_s,
             sock_connect=settings.timeouts.connect_s,
@@ -183,6 +202,16 @@ def _session(settings: Settings, ssl_context: ssl.SSLContext | bool) -> aiohttp.
         auto_decompress=False,
         read_bufsize=READ_BUFFER_BYTES,
     )
+
+
+def _cookie_jar(cookies: Sequence[tuple[Morsel[str], URL]]) -> aiohttp.abc.AbstractCookieJar:
+    """No jar at all without --cookies: a million answers' Set-Cookie must not pile up."""
+    if not cookies:
+        return aiohttp.DummyCookieJar()
+    jar = aiohttp.CookieJar(unsafe=True)  # unsafe: also for hosts given as IP addresses
+    for morsel, url in cookies:
+        jar.update_cookies({morsel.key: morsel}, response_url=url)
+    return jar
 
 
 def _reserved(settings: Settings) -> frozenset[str]:

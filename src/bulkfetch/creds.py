@@ -1,0 +1,116 @@
+"""Where a request goes through and what it carries: proxies, .netrc credentials, cookies.
+
+Everything here is read once at startup (environment, files); per request it is a dict lookup.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import http.cookies
+import netrc
+import os
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from yarl import URL
+
+
+class CredsError(Exception):
+    """A proxy, netrc or cookies setting that cannot be used; one line, for the CLI."""
+
+
+@dataclass
+class Proxies:
+    """--proxy for everything, or HTTP_PROXY / HTTPS_PROXY / NO_PROXY from the environment."""
+
+    forced: str | None = None
+    by_scheme: dict[str, str] = field(default_factory=dict)
+    _bypass: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, forced: str | None) -> Proxies:
+        if forced is not None:
+            url = URL(forced)
+            if url.scheme not in ("http", "https") or not url.host:
+                raise CredsError(f"--proxy {forced!r}: expected http://[user:password@]host:port")
+            return cls(forced=forced)
+        found = urllib.request.getproxies_environment()
+        return cls(by_scheme={k: v for k, v in found.items() if k in ("http", "https")})
+
+    def for_url(self, url: URL) -> str | None:
+        if self.forced is not None:
+            return self.forced
+        proxy = self.by_scheme.get(url.scheme)
+        if proxy is None or url.host is None:
+            return None
+        if url.host not in self._bypass:
+            self._bypass[url.host] = bool(urllib.request.proxy_bypass(url.host))
+        return None if self._bypass[url.host] else proxy
+
+
+def netrc_logins(path: Path | None = None) -> dict[str, tuple[str, str]]:
+    """host -> (login, password) from $NETRC or ~/.netrc."""
+    where = path or Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    try:
+        parsed = netrc.netrc(str(where))
+    except FileNotFoundError:
+        return {}
+    except (OSError, netrc.NetrcParseError) as exc:
+        raise CredsError(f"--netrc: {where}: {exc}") from exc
+    return {
+        host: (login or "", password or "")
+        for host, (login, _, password) in parsed.hosts.items()
+    }
+
+
+def load_cookies(path: Path) -> list[tuple[http.cookies.Morsel[str], URL]]:
+    """Cookies from a Netscape cookies.txt, each with the URL it would be set by."""
+    jar = http.cookiejar.MozillaCookieJar(str(path))
+    try:
+        # Expiry 0 marks a session cookie in cookies.txt (curl writes it so): keep those.
+        jar.load(ignore_discard=True, ignore_expires=True)
+    except (OSError, http.cookiejar.LoadError) as exc:
+        raise CredsError(f"--cookies {str(path)!r}: {exc}") from exc
+    found = []
+    now = time.time()
+    for cookie in jar:
+        if cookie.expires and cookie.expires < now:
+            continue
+        morsel: http.cookies.Morsel[str] = http.cookies.Morsel()
+        morsel.set(cookie.name, cookie.value or "", cookie.value or "")
+        morsel["path"] = cookie.path
+        if cookie.domain_specified:
+            morsel["domain"] = cookie.domain
+        if cookie.secure:
+            morsel["secure"] = True
+        host = cookie.domain.lstrip(".")
+        found.append((morsel, URL.build(scheme="https" if cookie.secure else "http", host=host)))
+    return found
+
+
+@dataclass
+class Credentials:
+    """Per request: the proxy to go through and the Basic credentials to send, if any."""
+
+    proxies: Proxies = field(default_factory=Proxies)
+    user: tuple[str, str] | None = None
+    logins: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def request_options(self, url: str) -> dict[str, object]:
+        """Keyword arguments for `session.get`; empty (and cheap) when nothing is configured."""
+        if self.user is None and not self.logins and not (self.proxies.forced or
+                                                          self.proxies.by_scheme):
+            return {}
+        parsed = URL(url)
+        options: dict[str, object] = {}
+        if (proxy := self.proxies.for_url(parsed)) is not None:
+            options["proxy"] = proxy
+        login = self.user or (self.logins.get(parsed.host) if parsed.host else None)
+        if login is not None:
+            # Per request, not on the session: aiohttp re-applies a session's auth after a
+            # redirect to another origin, but drops a request's.
+            options["auth"] = aiohttp.BasicAuth(*login)
+        return options
