@@ -33,6 +33,7 @@ import ssl
 import struct
 import tempfile
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +56,11 @@ class Stats:
     hits: Counter[str] = field(default_factory=Counter)
     peers: set[int] = field(default_factory=set)
     statuses: list[int] = field(default_factory=list)
+    times: list[tuple[float, str, str]] = field(default_factory=list)  # (monotonic, host, path)
     in_flight: int = 0
     max_in_flight: int = 0
+    host_in_flight: Counter[str] = field(default_factory=Counter)
+    host_max_in_flight: Counter[str] = field(default_factory=Counter)
 
     def count(self, path: str) -> int:
         return sum(1 for p in self.paths if p.split("?")[0] == path)
@@ -114,16 +118,23 @@ class Server:
         async def track(request: web.Request, handler: web.Handler) -> web.StreamResponse:
             stats = self.stats
             stats.paths.append(request.path_qs)
+            stats.times.append((time.monotonic(), request.headers.get("Host", ""), request.path))
             stats.headers.append(dict(request.headers))
             peer = request.transport.get_extra_info("peername") if request.transport else None
             if peer:
                 stats.peers.add(peer[1])
+            host = request.headers.get("Host", "").split(":")[0]
             stats.in_flight += 1
+            stats.host_in_flight[host] += 1
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+            stats.host_max_in_flight[host] = max(
+                stats.host_max_in_flight[host], stats.host_in_flight[host]
+            )
             try:
                 return await handler(request)
             finally:
                 stats.in_flight -= 1
+                stats.host_in_flight[host] -= 1
 
         async def note_status(request: web.Request, response: web.StreamResponse) -> None:
             self.stats.statuses.append(response.status)

@@ -11,11 +11,14 @@ from tests.server import Server, body
 
 
 def test_per_host_limit_is_counted_at_the_server(server: Server, tmp_path: Path) -> None:
-    urls = [server.url(f"/bytes/{100 + i}?delay=0.02") for i in range(60)]
+    """Two hosts (127.0.0.1 and localhost), --per-host 2: two each, four together."""
+    urls = [server.url(f"/bytes/{100 + i}?delay=0.02") for i in range(40)]
+    urls += [f"http://localhost:{server.port}/bytes/{100 + i}?delay=0.02" for i in range(40)]
     proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"),
                    "-c", "10", "--per-host", "2")
     assert proc.returncode == 0, proc.stderr
-    assert server.stats.max_in_flight == 2
+    assert server.stats.host_max_in_flight == {"127.0.0.1": 2, "localhost": 2}
+    assert server.stats.max_in_flight == 4
 
 
 def test_read_timeout_names_itself(server: Server, tmp_path: Path) -> None:

@@ -74,6 +74,14 @@ def fetch(
         envvar="BULKFETCH_PER_HOST", min=0, max=10_000,
         help="Most requests in flight to one host (0: only --concurrency limits).",
     )] = 0,
+    rate: Annotated[float | None, typer.Option(
+        envvar="BULKFETCH_RATE", min=0.001, metavar="PER_SECOND", show_default=False,
+        help="Most requests per second, all hosts together (with --concurrency, not instead).",
+    )] = None,
+    host_rate: Annotated[float | None, typer.Option(
+        envvar="BULKFETCH_HOST_RATE", min=0.001, metavar="PER_SECOND", show_default=False,
+        help="Most requests per second to any one host.",
+    )] = None,
     max_redirects: Annotated[int, typer.Option(
         envvar="BULKFETCH_MAX_REDIRECTS", min=0, max=100, help="Redirects followed per URL.",
     )] = 10,
@@ -165,6 +173,8 @@ def fetch(
         retries=retries,
         timeouts=Timeouts(total_s=timeout, connect_s=connect_timeout, read_s=read_timeout),
         per_host=per_host,
+        rate=rate,
+        host_rate=host_rate,
         max_redirects=max_redirects,
         max_bytes=parse_size(max_bytes) if max_bytes is not None else None,
         user_agent=user_agent,

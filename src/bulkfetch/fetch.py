@@ -19,10 +19,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
 from bulkfetch.models import Job, Result, Resume, Status, Timeouts, Validators
+from bulkfetch.pace import Pacer
 from bulkfetch.redact import redact
 from bulkfetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from bulkfetch.sink import ChecksumMismatch, Partial, PendingFile, Sink
@@ -83,6 +85,7 @@ class Fetcher:
         max_redirects: int = 10,
         max_bytes: int | None = None,
         credentials: Credentials | None = None,
+        pacer: Pacer | None = None,
         conditional: bool = True,
         observer: Observer,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -96,6 +99,7 @@ class Fetcher:
         self._max_redirects = max_redirects
         self._max_bytes = max_bytes
         self._credentials = credentials or Credentials()
+        self._pacer = pacer or Pacer()
         self._conditional = conditional
         self._observer = observer
         self._sleep = sleep
@@ -117,6 +121,8 @@ class Fetcher:
                 error = f"{error} (gave up after {attempt_no} attempts)"
                 break
             cap = self._policy.retry_after_cap_s
+            if attempt.retry_after_s is not None and attempt.http_status in (429, 503):
+                self._pacer.pause(_host(job.url), min(attempt.retry_after_s, cap))
             if attempt.retry_after_s is not None and attempt.retry_after_s > cap:
                 error = f"{error}; Retry-After {attempt.retry_after_s:.0f}s exceeds {cap:.0f}s"
                 break
@@ -149,6 +155,8 @@ class Fetcher:
         def failed(error: str, *, retryable: bool = True) -> Attempt:
             return Attempt(http_status=http_status, error=error, retryable=retryable, resume=kept)
 
+        if self._pacer.active:
+            await self._pacer.wait(_host(job.url))
         async with self._semaphore:
             self._observer.started(job, attempt_no)
             try:
@@ -235,6 +243,10 @@ class Fetcher:
         expected = resp.content_length
         if expected is not None and pending.size != expected:
             raise ShortBody(f"body cut short: {pending.size} of {expected} bytes")
+
+
+def _host(url: str) -> str:
+    return URL(url).host or ""
 
 
 def _too_big(size: int, limit: int, *, so_far: bool = False) -> str:

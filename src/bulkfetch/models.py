@@ -120,6 +120,8 @@ class Settings:
     retries: int = 3
     timeouts: Timeouts = Timeouts()
     per_host: int = 0  # 0: no limit per host beyond --concurrency
+    rate: float | None = None  # requests per second, all hosts together
+    host_rate: float | None = None  # requests per second to any one host
     max_redirects: int = 10
     max_bytes: int | None = None  # a larger body fails and is not kept
     user_agent: str | None = None  # None: bulkfetch/VERSION

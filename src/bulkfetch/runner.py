@@ -23,6 +23,7 @@ from bulkfetch.fetch import Fetcher
 from bulkfetch.intake import Intake, Source
 from bulkfetch.manifest import Manifest
 from bulkfetch.models import Job, Refetch, Result, Settings, Status, Summary, Validators
+from bulkfetch.pace import Pacer
 from bulkfetch.plan import STATE_DIR, Planner
 from bulkfetch.retry import RetryPolicy
 from bulkfetch.sink import Sink
@@ -161,6 +162,7 @@ async def _fetch_all(
                 max_redirects=settings.max_redirects,
                 max_bytes=settings.max_bytes,
                 credentials=credentials,
+                pacer=Pacer(rate=settings.rate, host_rate=settings.host_rate),
                 conditional=settings.refetch is Refetch.REVALIDATE,
                 observer=observer,
             )

@@ -1,0 +1,121 @@
+"""Rates and host-wide pauses: the pure pacer on a fake clock, then measured at a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bulkfetch.pace import Pacer
+from tests.conftest import run_cli, write_list
+from tests.helpers import MANIFEST, read_manifest
+from tests.server import Server
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def starts(pacer: Pacer, fake: FakeTime, hosts: list[str]) -> list[float]:
+    async def go() -> list[float]:
+        out = []
+        for host in hosts:
+            await pacer.wait(host)
+            out.append(fake.now)
+        return out
+
+    return asyncio.run(go())
+
+
+def test_global_and_host_rates() -> None:
+    fake = FakeTime()
+    pacer = Pacer(rate=10, host_rate=2, clock=fake.clock, sleep=fake.sleep)
+    assert starts(pacer, fake, ["a", "b", "a", "b"]) == pytest.approx([0.0, 0.1, 0.5, 0.6])
+
+
+def test_a_pause_holds_one_host_only() -> None:
+    fake = FakeTime()
+    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
+    assert not pacer.active
+    pacer.pause("a", 3.0)
+    assert starts(pacer, fake, ["b", "a", "b"]) == [0.0, 3.0, 3.0]
+
+
+def request_times(server: Server, host_prefix: str = "") -> list[float]:
+    return [t for t, host, _ in server.stats.times if host.startswith(host_prefix)]
+
+
+def test_measured_rate_is_within_ten_percent(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/bytes/{10 + i}") for i in range(31)]
+    proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"),
+                   "--rate", "20")
+    assert proc.returncode == 0, proc.stderr
+    times = request_times(server)
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert 18 <= rate <= 22
+
+
+def test_host_rate_applies_to_each_host(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/bytes/{10 + i}") for i in range(16)]
+    urls += [f"http://localhost:{server.port}/bytes/{10 + i}" for i in range(16)]
+    proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"),
+                   "--host-rate", "10")
+    assert proc.returncode == 0, proc.stderr
+    for prefix in ("127.0.0.1", "localhost"):
+        times = request_times(server, prefix)
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert 0.09 <= statistics.median(gaps) <= 0.11
+        assert 9 <= (len(times) - 1) / (times[-1] - times[0]) <= 11
+
+
+def test_retry_after_pauses_the_whole_host(server: Server, tmp_path: Path) -> None:
+    """After a 429 with Retry-After: 1, no request reaches that host for a second."""
+    first = server.url("/flaky/pause-test/1/429?retry_after=1")
+    others = [server.url(f"/bytes/{10 + i}?delay=0.05") for i in range(6)]
+    proc = run_cli(str(write_list(tmp_path / "u", [first, *others])),
+                   "-o", str(tmp_path / "out"), "-c", "2")
+    assert proc.returncode == 0, proc.stderr
+    hit = next(t for t, _, path in server.stats.times if path.startswith("/flaky/"))
+    later = [t for t, _, _ in server.stats.times if t > hit + 0.2]
+    assert later and min(later) >= hit + 0.95
+    assert len(read_manifest(tmp_path / "out" / MANIFEST)) == 7
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A listening socket whose accept queue is full: new connections hang in SYN-SENT."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(listener.getsockname())
+        fillers.append(s)
+    time.sleep(0.1)
+    yield listener.getsockname()[1]
+    for s in [*fillers, listener]:
+        s.close()
+
+
+def test_connect_timeout_names_itself(unanswered_port: int, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{unanswered_port}/x"
+    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"),
+                   "--connect-timeout", "0.5", "--retries", "0", timeout=30)
+    assert proc.returncode == 1
+    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    assert row["error"].startswith("connect timed out after 0.5s (--connect-timeout)")
