@@ -56,3 +56,20 @@ def test_user_and_authorization_header_conflict(tmp_path: Path) -> None:
     proc = run_cli(str(write_list(tmp_path / "u", ["http://127.0.0.1:9/"])),
                    "--user", "a:b", "-H", "Authorization: Bearer x")
     assert proc.returncode == 2 and "do not go together" in proc.stderr
+
+
+def test_header_credentials_stay_on_their_origin_and_unprinted(
+    server: Server, tmp_path: Path
+) -> None:
+    elsewhere = f"http://localhost:{server.port}/headers"
+    away = server.url(f"/go?to={urllib.parse.quote(elsewhere)}")
+    proc = run_cli(str(write_list(tmp_path / "u", [away, server.url("/status/401")])),
+                   "-o", str(tmp_path / "out"), "-H", f"Authorization: Bearer {SECRET}",
+                   "-H", f"Proxy-Authorization: Basic {SECRET}", "-v",
+                   "--summary-json", str(tmp_path / "out" / "summary.json"))
+    assert proc.returncode == 1
+    for headers in server.stats.headers:
+        host = headers["Host"].split(":")[0]
+        assert ("Authorization" in headers) is (host == "127.0.0.1")
+        assert ("Proxy-Authorization" in headers) is (host == "127.0.0.1")
+    assert SECRET not in everything_written(tmp_path / "out", proc.stderr)
