@@ -323,3 +323,14 @@ def test_quiet_keeps_stdout_empty(server: Server, tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert "HTTP 410 Gone" in proc.stderr and len(proc.stderr.splitlines()) <= 4
+
+
+def test_a_list_that_breaks_off_is_a_clean_error(server: Server, tmp_path: Path) -> None:
+    """A source that cannot be read to its end: one line, exit 2, finished work kept."""
+    good = server.url("/bytes/10")
+    src = tmp_path / "u"
+    src.write_bytes(f"{good}\n".encode() + b"x" * (2 * 1024 * 1024))
+    proc = run_cli(str(src), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"bulkfetch: error: {src}:2: line too long")
+    assert read_manifest(tmp_path / "out" / MANIFEST)[good]["status"] == "ok"

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from bulkfetch import creds, lock, runner, tls
-from bulkfetch.intake import Source
+from bulkfetch.intake import Source, SourceError
 from bulkfetch.models import Refetch, Settings, Summary, Timeouts, Tls
 from bulkfetch.plan import STATE_DIR
 from bulkfetch.progress import Display, DisplaySettings, Mode
@@ -333,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except UsageError as exc:
         _say(f"error: {exc}")
+        return EXIT_USAGE
+    except SourceError as exc:
+        _say(f"error: {exc} (the manifest lists what finished)")
         return EXIT_USAGE
     except LockedOut as exc:
         _say(f"error: {exc}; try again when it has finished")

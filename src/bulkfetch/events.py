@@ -32,28 +32,3 @@ class Observer(Protocol):
 
     def finished(self, result: Result) -> None:
         """The verdict for one URL."""
-
-
-class NullObserver:
-    """The default: nobody is watching."""
-
-    def queued(self) -> None:
-        pass
-
-    def listing_done(self) -> None:
-        pass
-
-    def started(self, job: Job, attempt: int) -> None:
-        pass
-
-    def responded(self, job: Job, content_length: int | None) -> None:
-        pass
-
-    def received(self, job: Job, nbytes: int) -> None:
-        pass
-
-    def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None:
-        pass
-
-    def finished(self, result: Result) -> None:
-        pass

@@ -66,11 +66,6 @@ class Intake:
         self._find_resume = find_resume
         self._room = threading.Semaphore(BATCHES_AHEAD)
         self._stopped = False
-        self._lines_read = 0
-
-    @property
-    def lines_read(self) -> int:
-        return self._lines_read
 
     async def batches(self) -> AsyncIterator[list[Planned]]:
         loop = asyncio.get_running_loop()
@@ -155,7 +150,6 @@ class Intake:
                 line = parse_line(raw, source=source.name, lineno=lineno)
                 if line is not None and (item := self._planner.plan(line)) is not None:
                     planned.append(item)
-            self._lines_read += len(lines)
             if planned:
                 post(self._decide(planned))
             if not block:

@@ -20,7 +20,7 @@ from yarl import URL
 from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
 from bulkfetch.fetch import Fetcher
-from bulkfetch.intake import Intake, Source
+from bulkfetch.intake import Intake, Source, SourceError
 from bulkfetch.manifest import Manifest
 from bulkfetch.models import Job, Refetch, Result, Settings, Status, Summary, Validators
 from bulkfetch.pace import Pacer
@@ -177,9 +177,11 @@ async def _fetch_all(
             jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * limit)
             workers = limit + max(1, int(limit * SPARE_WORKERS))
             async with asyncio.TaskGroup() as group:
-                group.create_task(_feed(intake, jobs, record, observer, workers=workers))
+                feed = group.create_task(_feed(intake, jobs, record, observer, workers=workers))
                 for _ in range(workers):
                     group.create_task(_work(fetcher, jobs, record))
+            if (broken := feed.result()) is not None:
+                raise broken
     finally:
         writers.close()
 
@@ -231,17 +233,24 @@ async def _feed(
     observer: Observer,
     *,
     workers: int,
-) -> None:
-    async for batch in intake.batches():
-        for item in batch:
-            observer.queued()
-            if isinstance(item, Result):
-                record(item, None, None)
-            else:
-                await jobs.put(item)
+) -> SourceError | None:
+    """Hand the lists' jobs to the workers. A list that breaks off ends the intake, not the run:
+    what is already queued still finishes, and the error is returned for the end."""
+    broken = None
+    try:
+        async for batch in intake.batches():
+            for item in batch:
+                observer.queued()
+                if isinstance(item, Result):
+                    record(item, None, None)
+                else:
+                    await jobs.put(item)
+    except SourceError as exc:
+        broken = exc
     observer.listing_done()
     for _ in range(workers):
         await jobs.put(None)
+    return broken
 
 
 async def _work(fetcher: Fetcher, jobs: asyncio.Queue[Job | None], record: _Record) -> None:
