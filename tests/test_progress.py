@@ -94,6 +94,23 @@ def test_total_is_a_lower_bound_while_listing() -> None:
     assert status_line(snap).startswith("0/≥ 1 done")
 
 
+def test_total_is_estimated_from_the_share_of_bytes_read() -> None:
+    """A quarter of the lists' bytes gave 100 URLs: about 400 in all, and an ETA from that."""
+    clock = Clock()
+    board = Board(limit=2, clock=clock)
+    board.snapshot()
+    for n in range(100):
+        board.queued()
+        if n < 50:
+            board.finished(result(n))
+    board.listing_read(1000, 4000)
+    clock.now += 5
+    snap = board.snapshot()
+    assert snap.estimated_total == 400
+    assert snap.eta_s == 350 / (50 / 5)
+    assert status_line(snap).startswith("50/≥ 100 (≈ 400) done")
+
+
 def test_status_line_is_plain() -> None:
     board, _ = busy_board()
     line = status_line(board.snapshot())

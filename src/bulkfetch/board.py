@@ -34,6 +34,7 @@ class Snapshot:
     elapsed_s: float
     queued: int
     listing_done: bool
+    estimated_total: int | None  # while listing, from the share of the lists' bytes read
     ok: int
     failed: int
     not_modified: int
@@ -75,6 +76,8 @@ class Board:
         self._limit = limit
         self._queued = 0
         self._listing_done = False
+        self._read_bytes = 0
+        self._total_bytes = 0
         self._counts = dict.fromkeys(Status, 0)
         self._bytes = 0
         self._active: dict[str, _Transfer] = {}
@@ -84,6 +87,9 @@ class Board:
 
     def queued(self) -> None:
         self._queued += 1
+
+    def listing_read(self, read_bytes: int, total_bytes: int) -> None:
+        self._read_bytes, self._total_bytes = read_bytes, total_bytes
 
     def listing_done(self) -> None:
         self._listing_done = True
@@ -123,12 +129,14 @@ class Board:
         span = now - then
         files_rate = (done - done_then) / span if span > 0 else done / elapsed
         bytes_rate = (self._bytes - bytes_then) / span if span > 0 else self._bytes / elapsed
-        remaining = self._queued - done
-        eta = remaining / files_rate if self._listing_done and files_rate > 0 else None
+        expected = self._queued if self._listing_done else self._estimated_total()
+        remaining = expected - done if expected is not None else 0
+        eta = remaining / files_rate if expected is not None and files_rate > 0 else None
         return Snapshot(
             elapsed_s=elapsed,
             queued=self._queued,
             listing_done=self._listing_done,
+            estimated_total=None if self._listing_done else self._estimated_total(),
             ok=self._counts[Status.OK],
             failed=self._counts[Status.FAILED],
             not_modified=self._counts[Status.NOT_MODIFIED],
@@ -145,6 +153,12 @@ class Board:
             transfers=self._top_transfers(now),
             failures=tuple(self._failures),
         )
+
+    def _estimated_total(self) -> int | None:
+        """While the lists are read: URLs so far, scaled by the share of their bytes read."""
+        if not self._total_bytes or not self._read_bytes:
+            return None
+        return max(self._queued, round(self._queued * self._total_bytes / self._read_bytes))
 
     def _top_transfers(self, now: float) -> tuple[TransferView, ...]:
         answered = [t for t in self._active.values() if t.total is not None or t.received]

@@ -15,6 +15,9 @@ class Observer(Protocol):
     def queued(self) -> None:
         """One more distinct URL was read from the lists."""
 
+    def listing_read(self, read_bytes: int, total_bytes: int) -> None:
+        """How far through the lists' bytes the intake is (for an estimate of the total)."""
+
     def listing_done(self) -> None:
         """Every list has been read: the total is known."""
 

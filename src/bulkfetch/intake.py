@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ BATCHES_AHEAD = 4
 MAX_LINE_BYTES = 1024 * 1024
 
 Planned = Job | Result  # a Result: decided without a request (a bad line, a skipped file)
-_Post = Callable[[list[Planned] | BaseException | None], None]
+_Post = Callable[[tuple[list[Planned], int] | BaseException | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,16 @@ class Source:
 
 class SourceError(Exception):
     """A source could not be read to its end."""
+
+
+def _total_bytes(sources: Sequence[Source]) -> int:
+    sizes = []
+    for source in sources:
+        info = os.fstat(source.fd)
+        if not stat.S_ISREG(info.st_mode):
+            return 0
+        sizes.append(info.st_size - os.lseek(source.fd, 0, os.SEEK_CUR))
+    return sum(sizes)
 
 
 class _Stopped(Exception):
@@ -64,14 +75,17 @@ class Intake:
         self._state: StateReader | None = None
         self._refetch = refetch
         self._find_resume = find_resume
+        self.read_bytes = 0  # the reader thread's position in the lists, all together
+        self.total_bytes = _total_bytes(sources)  # 0 when a source is a pipe or a terminal
         self._room = threading.Semaphore(BATCHES_AHEAD)
         self._stopped = False
 
-    async def batches(self) -> AsyncIterator[list[Planned]]:
+    async def batches(self) -> AsyncIterator[tuple[list[Planned], int]]:
+        """Batches, each with how many bytes of the lists had been read when it was made."""
         loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[list[Planned] | BaseException | None] = asyncio.Queue()
+        inbox: asyncio.Queue[tuple[list[Planned], int] | BaseException | None] = asyncio.Queue()
 
-        def post(item: list[Planned] | BaseException | None) -> None:
+        def post(item: tuple[list[Planned], int] | BaseException | None) -> None:
             self._room.acquire()
             if self._stopped:
                 raise _Stopped
@@ -137,6 +151,7 @@ class Intake:
                 block = os.read(source.fd, READ_BYTES)
             except OSError as exc:
                 raise SourceError(f"{source.name}: cannot read: {exc.strerror or exc}") from exc
+            self.read_bytes += len(block)
             if block:
                 lines = (tail + block).split(b"\n")
                 tail = lines.pop()
@@ -151,7 +166,7 @@ class Intake:
                 if line is not None and (item := self._planner.plan(line)) is not None:
                     planned.append(item)
             if planned:
-                post(self._decide(planned))
+                post((self._decide(planned), self.read_bytes))
             if not block:
                 return
 

@@ -60,7 +60,11 @@ def human_duration(seconds: float | None) -> str:
 
 
 def _total(snap: Snapshot) -> str:
-    return f"{snap.queued:,}" if snap.listing_done else f"≥ {snap.queued:,}"
+    if snap.listing_done:
+        return f"{snap.queued:,}"
+    if snap.estimated_total is not None:
+        return f"≥ {snap.queued:,} (≈ {snap.estimated_total:,})"
+    return f"≥ {snap.queued:,}"
 
 
 def status_line(snap: Snapshot) -> str:
@@ -178,6 +182,9 @@ class Display:
 
     def queued(self) -> None:
         self.board.queued()
+
+    def listing_read(self, read_bytes: int, total_bytes: int) -> None:
+        self.board.listing_read(read_bytes, total_bytes)
 
     def listing_done(self) -> None:
         self.board.listing_done()

@@ -238,9 +238,12 @@ async def _feed(
     what is already queued still finishes, and the error is returned for the end."""
     broken = None
     try:
-        async for batch in intake.batches():
-            for item in batch:
+        async for batch, read_bytes in intake.batches():
+            # Counted as listed before the queue takes them, so count and position agree.
+            for _ in batch:
                 observer.queued()
+            observer.listing_read(read_bytes, intake.total_bytes)
+            for item in batch:
                 if isinstance(item, Result):
                     record(item, None, None)
                 else:
