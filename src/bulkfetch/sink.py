@@ -78,6 +78,8 @@ class Sink:
                 self._kept = set(os.listdir(os.path.join(self.root, PARTIAL_DIR)))
             except OSError:
                 self._kept = set()
+        if not self._kept:  # the usual case: no digest and no path per URL
+            return None
         spot = self.partial(url, "", 0)
         if os.path.basename(spot.meta) not in self._kept:
             return None
