@@ -13,6 +13,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import aiohttp
 from yarl import URL
@@ -91,6 +92,11 @@ def load_cookies(path: Path) -> list[tuple[http.cookies.Morsel[str], URL]]:
     return found
 
 
+class RequestOptions(TypedDict, total=False):
+    proxy: str
+    auth: aiohttp.BasicAuth
+
+
 @dataclass
 class Credentials:
     """Per request: the proxy to go through and the Basic credentials to send, if any."""
@@ -99,13 +105,13 @@ class Credentials:
     user: tuple[str, str] | None = None
     logins: dict[str, tuple[str, str]] = field(default_factory=dict)
 
-    def request_options(self, url: str) -> dict[str, object]:
+    def request_options(self, url: str) -> RequestOptions:
         """Keyword arguments for `session.get`; empty (and cheap) when nothing is configured."""
         if self.user is None and not self.logins and not (self.proxies.forced or
                                                           self.proxies.by_scheme):
             return {}
         parsed = URL(url)
-        options: dict[str, object] = {}
+        options: RequestOptions = {}
         if (proxy := self.proxies.for_url(parsed)) is not None:
             options["proxy"] = proxy
         login = self.user or (self.logins.get(parsed.host) if parsed.host else None)

@@ -164,7 +164,7 @@ class Fetcher:
                 # aiohttp gives up when the count of redirects *reaches* max_redirects.
                 get = self._session.get(
                     job.url, headers=headers, max_redirects=self._max_redirects + 1,
-                    **self._credentials.request_options(job.url),  # type: ignore[arg-type]
+                    **self._credentials.request_options(job.url),
                 )
                 async with get as resp:
                     http_status = resp.status

@@ -176,7 +176,6 @@ class Display:
         self._stream = stream
         self._console = console or Console(file=stream)
         self._failures = 0
-        self._clock = clock
 
     # Observer: forwarded to the board, plus the lines some modes print.
 

@@ -136,7 +136,6 @@ async def _fetch_all(
     tally: Tally,
     extras: _Extras,
 ) -> None:
-    credentials = extras.credentials
     limit = settings.concurrency
     writers = Writers()
     state_path = settings.out / STATE_DIR / STATE_FILE
@@ -161,7 +160,7 @@ async def _fetch_all(
                 timeouts=settings.timeouts,
                 max_redirects=settings.max_redirects,
                 max_bytes=settings.max_bytes,
-                credentials=credentials,
+                credentials=extras.credentials,
                 pacer=Pacer(rate=settings.rate, host_rate=settings.host_rate),
                 conditional=settings.refetch is Refetch.REVALIDATE,
                 observer=observer,
