@@ -4,10 +4,10 @@ A body too big to land in one write, whose answer names a strong validator, is w
 OUT/.bulkfetch/partial/ instead (KEY.part, with KEY.json naming the URL and validator), so that
 an attempt or a run cut off, even by SIGKILL, can continue it with Range + If-Range.
 
-The event loop never blocks on the disk, and it pays one thread hop per `FLUSH_BYTES` of body
-(one in all for a small body) instead of one per chunk or per file operation. Every thread job
-runs to its end even when the task is cancelled meanwhile; the cancellation is delivered after,
-so a temp file is never left behind and a completed rename is never left unreported.
+The event loop never blocks on the disk, and it pays one thread hop per flush (`FLUSH_BYTES`,
+more for a big body; one in all for a small body) instead of one per chunk or file operation.
+Every thread job runs to its end even when the task is cancelled meanwhile; the cancellation is
+delivered after, so a temp file is never left behind and a completed rename is never unreported.
 """
 
 from __future__ import annotations
@@ -61,8 +61,10 @@ class Sink:
         self._known_dirs: set[str] = set()
         self._kept: set[str] | None = None  # names in the partial folder when the run began
 
-    def open(self, rel: SafeRelPath, *, partial: Partial | None = None) -> PendingFile:
-        return PendingFile(self, rel, partial)
+    def open(
+        self, rel: SafeRelPath, *, partial: Partial | None = None, flush_bytes: int = FLUSH_BYTES
+    ) -> PendingFile:
+        return PendingFile(self, rel, partial, flush_bytes)
 
     def partial(self, url: str, validator: str, offset: int) -> Partial:
         base = os.path.join(self.root, PARTIAL_DIR, _key(url))
@@ -106,8 +108,11 @@ class Sink:
 class PendingFile:
     """One body on its way to disk; hashed and counted as it is written."""
 
-    def __init__(self, sink: Sink, rel: SafeRelPath, partial: Partial | None) -> None:
+    def __init__(
+        self, sink: Sink, rel: SafeRelPath, partial: Partial | None, flush_bytes: int
+    ) -> None:
         self._sink = sink
+        self._flush_bytes = flush_bytes
         self._partial = partial
         self.offset = partial.offset if partial else 0
         self.on_disk = self.offset
@@ -124,7 +129,7 @@ class PendingFile:
         self._buffer.append(chunk)
         self._buffered += len(chunk)
         self.size += len(chunk)
-        if self._buffered >= FLUSH_BYTES:
+        if self._buffered >= self._flush_bytes:
             await self._wait_flush()
             chunks, self._buffer, self._buffered = self._buffer, [], 0
             self._flushing = self._sink.writers.submit(self._write, chunks)
