@@ -19,7 +19,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from bulkfetch import creds, lock, runner, tls
+from bulkfetch import creds, lock, runner, shards, tls
 from bulkfetch.intake import Source, SourceError
 from bulkfetch.models import Refetch, Settings, Summary, Timeouts, Tls
 from bulkfetch.plan import STATE_DIR
@@ -56,6 +56,12 @@ def fetch(
         "--concurrency", "-c", envvar="BULKFETCH_CONCURRENCY", min=1, max=10_000,
         help="Most requests in flight.",
     )] = 50,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-w", envvar="BULKFETCH_WORKERS", min=1, max=64,
+        help="Processes that share the work (and --concurrency) [default: one per core, at "
+        "most 4; 1 when reading standard input or a pipe].",
+        show_default=False,
+    )] = None,
     retries: Annotated[int, typer.Option(
         envvar="BULKFETCH_RETRIES", min=0, max=100, help="Retries after the first attempt.",
     )] = 3,
@@ -219,10 +225,17 @@ def fetch(
             stack.enter_context(lock.hold(settings.out / STATE_DIR / "lock"))
         except lock.Locked as exc:
             raise LockedOut(str(exc)) from exc
-        summary = runner.run(
-            settings, opened, display, companion=display.run, ssl_context=ssl_context,
-            credentials=credentials, cookies=jar,
-        )
+        count = shards.choose(workers, settings, opened)
+        if count > 1:
+            summary = shards.run(
+                settings, opened, display, workers=count, companion=display.run,
+                ssl_context=ssl_context, credentials=credentials, cookies=jar,
+            )
+        else:
+            summary = runner.run(
+                settings, opened, display, companion=display.run, ssl_context=ssl_context,
+                credentials=credentials, cookies=jar,
+            )
     display.show_summary(summary, settings.manifest)
     code = exit_code(summary)
     if summary_json is not None:

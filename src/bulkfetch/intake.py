@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from bulkfetch.models import Job, Prior, Refetch, Result, Resume, Status
 from bulkfetch.plan import Planner, Rejected
 from bulkfetch.redact import redact
+from bulkfetch.shard import Shard
 from bulkfetch.state import StateReader
 from bulkfetch.urllist import parse_line
 
@@ -68,7 +69,9 @@ class Intake:
         state: Callable[[], StateReader] | None = None,
         refetch: Refetch = Refetch.REVALIDATE,
         find_resume: Callable[[str], Resume | None] | None = None,
+        shard: Shard | None = None,
     ) -> None:
+        self._shard = shard
         self._sources = sources
         self._planner = planner
         self._open_state = state
@@ -165,6 +168,8 @@ class Intake:
                 line = parse_line(raw, source=source.name, lineno=lineno)
                 if line is not None and (item := self._planner.plan(line)) is not None:
                     planned.append(item)
+            if self._shard is not None:
+                planned = [item for item in planned if self._shard.owns(item)]
             if planned:
                 post((self._decide(planned), self.read_bytes))
             if not block:

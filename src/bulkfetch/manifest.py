@@ -24,10 +24,18 @@ FLUSH_BYTES = 256 * 1024
 
 
 class Manifest:
-    """An async context: open (truncating), record results, and flush everything on the way out."""
+    """An async context: open (truncating), record results, and flush everything on the way out.
 
-    def __init__(self, path: Path, writers: Writers, *, state: StateWriter | None = None) -> None:
+    With `append`, the file is not truncated: several worker processes share one manifest, and
+    each batch of whole lines goes in one write() at the end of the file (O_APPEND).
+    """
+
+    def __init__(
+        self, path: Path, writers: Writers, *, state: StateWriter | None = None,
+        append: bool = False,
+    ) -> None:
         self._path = path
+        self._append = append
         self._writers = writers
         self._state = state
         self._file: BinaryIO | None = None
@@ -39,7 +47,7 @@ class Manifest:
         self._closing = False
 
     async def __aenter__(self) -> Manifest:
-        self._file = await self._writers.run(_open, self._path)
+        self._file = await self._writers.run(_open, self._path, self._append)
         self._flusher = asyncio.create_task(self._flush_forever(), name="bulkfetch-manifest")
         return self
 
@@ -91,11 +99,10 @@ class Manifest:
     def _write(self, file: BinaryIO, data: bytearray, rows: list[tuple[object, ...]]) -> None:
         """Thread side: the manifest lines, then the same results' state rows."""
         file.write(data)
-        file.flush()
         if self._state is not None:
             self._state.save(rows)
 
 
-def _open(path: Path) -> BinaryIO:
+def _open(path: Path, append: bool) -> BinaryIO:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("wb")
+    return path.open("ab" if append else "wb", buffering=0)  # unbuffered: a batch, a write()

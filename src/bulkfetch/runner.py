@@ -26,6 +26,7 @@ from bulkfetch.models import Job, Refetch, Result, Settings, Status, Summary, Va
 from bulkfetch.pace import Pacer
 from bulkfetch.plan import STATE_DIR, Planner
 from bulkfetch.retry import RetryPolicy
+from bulkfetch.shard import Shard
 from bulkfetch.sink import Sink
 from bulkfetch.state import STATE_FILE, StateReader, StateWriter
 from bulkfetch.writers import Writers
@@ -44,6 +45,7 @@ class _Extras:
     ssl_context: ssl.SSLContext | bool
     credentials: Credentials
     cookies: Sequence[tuple[Morsel[str], URL]]
+    shard: Shard | None
 
 
 class Tally:
@@ -79,15 +81,18 @@ def run(
     ssl_context: ssl.SSLContext | bool = True,
     credentials: Credentials | None = None,
     cookies: Sequence[tuple[Morsel[str], URL]] = (),
+    shard: Shard | None = None,
 ) -> Summary:
     """Run the whole job on a new event loop; SIGINT and SIGTERM stop it cleanly.
 
     `companion` (a display's refresh loop) runs beside the job and is cancelled when it ends.
+    With `shard` (a worker process), only that shard's paths are fetched and the manifest,
+    which the parent created, is appended to.
     """
     with asyncio.Runner() as runner:
         return runner.run(_main(
             settings, sources, observer, companion,
-            _Extras(ssl_context, credentials or Credentials(), cookies),
+            _Extras(ssl_context, credentials or Credentials(), cookies, shard),
         ))
 
 
@@ -141,7 +146,10 @@ async def _fetch_all(
     state_path = settings.out / STATE_DIR / STATE_FILE
     try:
         async with (
-            Manifest(settings.manifest, writers, state=StateWriter(state_path)) as manifest,
+            Manifest(
+                settings.manifest, writers, state=StateWriter(state_path),
+                append=extras.shard is not None,
+            ) as manifest,
             _session(settings, extras) as session,
         ):
             def record(result: Result, job: Job | None, validators: Validators | None) -> None:
@@ -172,6 +180,7 @@ async def _fetch_all(
                 state=functools.partial(StateReader, state_path, settings.out),
                 refetch=settings.refetch,
                 find_resume=sink.find_resume,
+                shard=extras.shard,
             )
             jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * limit)
             workers = limit + max(1, int(limit * SPARE_WORKERS))
