@@ -4,7 +4,8 @@ One process moves at most ~2,300 small files/s here: aiohttp's per-request Pytho
 hand-offs to the writer threads are per process, so a second process nearly doubles that
 (measured: 20,000 x 4 KiB in 9.4 s with one, 4.9 s with two). Each worker has its own event
 loop, its own single session, and a connector limit equal to its semaphore; the limits are
-shares of the user's, so the whole never exceeds --concurrency (nor --per-host, nor --rate).
+shares of the user's, so the whole never exceeds --concurrency. Runs under --rate, --host-rate
+or --per-host keep one process (see `choose`).
 
 Every worker reads every list and keeps the lines whose output path falls to it, so the same
 path (the same URL, or one NAME) is always in one worker's hands and the per-path checks hold.
@@ -50,12 +51,15 @@ _PIPE_BYTES = 1 << 20
 
 
 def choose(requested: int | None, settings: Settings, sources: Sequence[Source]) -> int:
-    """How many workers: as asked, or one per core; one where a list can be read only once."""
+    """How many workers: as asked, or one per core (at most 4). One where a list can be read
+    only once (a pipe), and one under --rate, --host-rate or --per-host: such a limit is kept
+    exactly only where every request passes one pacer, and it, not the CPU, sets the pace."""
     count = requested if requested is not None else min(os.cpu_count() or 1, 4)
+    if settings.rate or settings.host_rate or settings.per_host:
+        return 1
     if not all(_rereadable(source) for source in sources):
         return 1
-    count = min(count, settings.concurrency)
-    return min(count, settings.per_host) if settings.per_host else count
+    return min(count, settings.concurrency)
 
 
 def _rereadable(source: Source) -> bool:
@@ -122,13 +126,7 @@ def _reopen(source: Source) -> Source:
 
 
 def _worker_settings(settings: Settings, shard: Shard) -> Settings:
-    return dataclasses.replace(
-        settings,
-        concurrency=shard.share(settings.concurrency),
-        per_host=shard.share(settings.per_host) if settings.per_host else 0,
-        rate=settings.rate / shard.count if settings.rate else None,
-        host_rate=settings.host_rate / shard.count if settings.host_rate else None,
-    )
+    return dataclasses.replace(settings, concurrency=shard.share(settings.concurrency))
 
 
 # The worker side.

@@ -1,0 +1,125 @@
+"""--workers: several processes, one manifest, the same guarantees as one process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from bulkfetch.intake import Source
+from bulkfetch.models import Job, SafeRelPath, Settings
+from bulkfetch.plan import Rejected
+from bulkfetch.shard import Shard
+from bulkfetch.shards import choose
+from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
+from tests.helpers import MANIFEST, assert_tidy, read_manifest
+from tests.server import Server
+from tests.test_signals import wait_for
+
+
+def test_every_line_has_exactly_one_owner() -> None:
+    shards = [Shard(i, 3) for i in range(3)]
+    items: list[Job | Rejected] = [
+        *(Job(where=f"l:{i}", url=f"http://h/{i}", path=SafeRelPath(f"h/{i}"))
+          for i in range(300)),
+        *(Rejected(where=f"l:{i}", url="x", error="bad") for i in range(300, 330)),
+    ]
+    owners = [[s for s in shards if s.owns(item)] for item in items]
+    assert all(len(o) == 1 for o in owners)
+    counts = [sum(1 for o in owners if o[0] is s) for s in shards]
+    assert min(counts) > 70  # spread, not all in one
+    assert [Shard(i, 3).share(50) for i in range(3)] == [17, 17, 16]
+
+
+def test_worker_count_follows_the_limits(tmp_path: Path) -> None:
+    listing = write_list(tmp_path / "u", ["http://127.0.0.1/a"])
+    fd = os.open(listing, os.O_RDONLY)
+    read_end, write_end = os.pipe()
+    try:
+        files = [Source("u", fd)]
+        base = Settings(sources=("u",), out=tmp_path, manifest=tmp_path / "m")
+        assert choose(3, base, files) == 3
+        assert choose(3, Settings(sources=(), out=tmp_path, manifest=tmp_path, concurrency=2),
+                      files) == 2
+        for limit in ({"per_host": 4}, {"rate": 100.0}, {"host_rate": 10.0}):
+            limited = Settings(sources=(), out=tmp_path, manifest=tmp_path, **limit)  # type: ignore[arg-type]
+            assert choose(3, limited, files) == 1  # one pacer keeps a shared limit exactly
+        assert choose(3, base, [*files, Source("-", read_end)]) == 1  # a pipe is read once
+    finally:
+        for f in (fd, read_end, write_end):
+            os.close(f)
+
+
+def test_two_workers_fetch_everything_once(server: Server, tmp_path: Path) -> None:
+    ok = [server.url(f"/bytes/{100 + i}?delay=0.02") for i in range(120)]
+    flaky = [server.url(f"/flaky/w{i}/1/503") for i in range(10)]
+    missing = [server.url(f"/status/404?i={i}") for i in range(10)]
+    urls = ok + flaky + missing + ok[:5]  # the repeats are dropped, as in one process
+    out = tmp_path / "out"
+    proc = run_cli(
+        str(write_list(tmp_path / "u", [*urls, "ftp://nope/x"])), "-o", str(out), "-c", "6",
+        "-w", "2",
+    )
+    assert proc.returncode == 1, proc.stderr
+    rows = read_manifest(out / MANIFEST)
+    assert set(rows) == {*ok, *flaky, *missing, "ftp://nope/x"}
+    assert sum(r["status"] == "ok" for r in rows.values()) == 130
+    assert all(rows[u]["status"] == "ok" and rows[u]["attempts"] == 2 for u in flaky)
+    assert_tidy(out, rows)
+    assert "130 ok, 11 failed" in proc.stderr
+    # The shares of -c add up to -c: the server never saw more at once.
+    assert 3 < server.stats.max_in_flight <= 6
+
+
+def test_one_name_twice_is_still_refused(server: Server, tmp_path: Path) -> None:
+    """The same NAME always falls to one worker, so the clash is seen."""
+    lines = [f"{server.url(f'/bytes/{10 + i}')} same.bin" for i in range(2)]
+    out = tmp_path / "out"
+    proc = run_cli(str(write_list(tmp_path / "u", lines)), "-o", str(out), "-w", "2")
+    assert proc.returncode == 1
+    rows = read_manifest(out / MANIFEST)
+    assert sorted(r["status"] for r in rows.values()) == ["failed", "ok"]
+    assert_tidy(out, rows)
+
+
+def test_second_run_skips_what_workers_saved(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/bytes/{200 + i}") for i in range(40)]
+    listing = write_list(tmp_path / "u", urls)
+    out = tmp_path / "out"
+    assert run_cli(str(listing), "-o", str(out), "-w", "2").returncode == 0
+    again = run_cli(str(listing), "-o", str(out), "-w", "2", "--skip-existing")
+    assert again.returncode == 0, again.stderr
+    assert "40 skipped" in again.stderr
+    assert server.stats.count("/bytes/200") == 1
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_to_the_parent_stops_every_worker(
+    server: Server, tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
+    done = [server.url(f"/bytes/{1000 + i}") for i in range(10)]
+    stalled = [server.url(f"/stall/60?before={600 * 1024}&i={i}") for i in range(4)]
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        bulkfetch_cmd(str(write_list(tmp_path / "u", done + stalled)), "-o", str(out),
+                      "-c", "8", "-w", "2"),
+        stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )
+    wait_for(lambda: len(list(out.rglob(".bulkfetch-*.part"))) == 4)
+    wait_for(lambda: len((out / MANIFEST).read_bytes().splitlines()) == 10)
+    sent = time.monotonic()
+    proc.send_signal(signum)  # to the parent alone, as `docker stop` or `kill PID` does
+    _, stderr = proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    rows = read_manifest(out / MANIFEST)
+    assert set(rows) == set(done)
+    assert_tidy(out, rows)
+    assert not list(out.rglob("*.part"))
+    # Nothing is left running: the lock on --out is free again.
+    assert run_cli(str(write_list(tmp_path / "v", done[:1])), "-o", str(out)).returncode == 0
