@@ -140,9 +140,12 @@ class PendingFile:
         With `expect_sha256`, a body with another digest is discarded, never published.
         """
         chunks, self._buffer = self._buffer, []
+        writers = self._sink.writers
         try:
+            if self._fd < 0 and self._flushing is None:  # a small body: all of it is here
+                return await writers.run_batched(self._commit, chunks, expect_sha256)
             await self._wait_flush()
-            return await self._sink.writers.run(self._commit, chunks, expect_sha256)
+            return await writers.run(self._commit, chunks, expect_sha256)
         except BaseException:
             await self.discard()
             raise

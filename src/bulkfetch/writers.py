@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 WRITER_THREADS = 4
 
@@ -17,6 +17,36 @@ class Writers:
 
     def __init__(self, threads: int = WRITER_THREADS) -> None:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="bulkfetch-writer")
+        self._batch: list[tuple[Callable[..., object], tuple[object, ...], asyncio.Future[Any]]]
+        self._batch = []
+
+    async def run_batched(self, fn: Callable[..., T], *args: object) -> T:
+        """As `run`, but jobs asked for in one turn of the event loop go to one thread
+        together: one hand-off (and one wake-up of the loop) for many small files instead of
+        one each. Each job's exception stays its own."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._send_batch)
+        self._batch.append((fn, args, fut))
+        return await settle(fut, defer_cancel=True)
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        job = self.submit(_run_all, [(fn, args) for fn, args, _ in batch])
+
+        def deliver(done: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                outcomes = [(False, done.exception() or asyncio.CancelledError())] * len(batch)
+            else:
+                outcomes = done.result()
+            for (_, _, fut), (ok, value) in zip(batch, outcomes, strict=True):
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
+        job.add_done_callback(deliver)
 
     def submit(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -29,6 +59,18 @@ class Writers:
     def close(self) -> None:
         """Join the threads; every job has settled by now, so this does not wait on the disk."""
         self._executor.shutdown(wait=True)
+
+
+def _run_all(
+    jobs: list[tuple[Callable[..., object], tuple[object, ...]]],
+) -> list[tuple[bool, Any]]:
+    outcomes: list[tuple[bool, Any]] = []
+    for fn, args in jobs:
+        try:
+            outcomes.append((True, fn(*args)))
+        except Exception as exc:
+            outcomes.append((False, exc))
+    return outcomes
 
 
 async def settle(fut: asyncio.Future[T], *, defer_cancel: bool = False) -> T:
