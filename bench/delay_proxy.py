@@ -62,8 +62,7 @@ class Side(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
         self.outbound.push(data)
@@ -89,7 +88,7 @@ async def main(listen: str, port: int, up_host: str, up_port: int, delay_ms: flo
             transport, _ = await loop.create_connection(
                 lambda: Side(down, up), up_host, up_port
             )
-            up.attach(transport)
+            up.attach(transport)  # type: ignore[arg-type]
             assert client.transport is not None
             down.attach(client.transport)
 
@@ -105,6 +104,13 @@ async def main(listen: str, port: int, up_host: str, up_port: int, delay_ms: flo
 if __name__ == "__main__":
     host, port_text, up_host, up_port_text, delay_text = sys.argv[1:6]
     try:
-        asyncio.run(main(host, int(port_text), up_host, int(up_port_text), float(delay_text)))
+        import uvloop  # the relay must not be what limits the tools: uvloop when installed
+
+        new_loop = uvloop.new_event_loop
+    except ImportError:
+        new_loop = asyncio.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(main(host, int(port_text), up_host, int(up_port_text), float(delay_text)))
     except KeyboardInterrupt:
         pass

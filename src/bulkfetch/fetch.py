@@ -162,7 +162,9 @@ class Fetcher:
 
         if self._pacer.active:
             await self._pacer.wait(_host(job.url))
-        async with self._semaphore:
+        await self._semaphore.acquire()
+        holding = True  # a slot is a request in flight; writing the file out needs none
+        try:
             self._observer.started(job, attempt_no)
             try:
                 headers = _range(resume) if resume else self._conditions(job)
@@ -205,6 +207,8 @@ class Fetcher:
                         raise
                     finally:
                         self._big_streams -= big
+                self._semaphore.release()
+                holding = False
                 sha256 = await pending.commit(expect_sha256=job.sha256)
                 return Attempt(
                     http_status=http_status, size=pending.offset + pending.size, sha256=sha256,
@@ -220,6 +224,9 @@ class Fetcher:
                 return failed(_describe(exc, self._max_redirects))
             except OSError as exc:
                 return failed(f"cannot write the file: {exc}", retryable=False)
+        finally:
+            if holding:
+                self._semaphore.release()
 
     def _partial(
         self, job: Job, resp: aiohttp.ClientResponse, resume: Resume | None
