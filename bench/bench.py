@@ -1,12 +1,20 @@
 """bulkfetch against curl, wget2 and aria2c on one local nginx, in one run, as ratios.
 
-    ./bench/run [--rounds 3] [--scenarios small,medium,large] [--targets tmpfs,disk]
+    ./bench/run [--rounds 3] [--scenarios small,medium,large,latency] [--targets tmpfs,disk]
+                [--tools bulkfetch,curl,wget2,aria2c]
 
 Fixtures (random bytes, generated once under /dev/shm and served by nginx from there):
 small 20,000 x 4 KiB, medium 2,000 x 256 KiB, large 4 x 256 MiB. Every tool runs at
 concurrency 50 and writes every file; rounds rotate the order of the tools so drift hits all
 alike; after each run the files are counted and sized. Figures: median wall time, files/s, MB/s,
-client CPU seconds (user + sys), peak RSS, and speed relative to the best peer (> 1: faster).
+client CPU seconds (user + sys, the tool's processes together), peak memory (the largest single
+process's RSS, and the peak sum of PSS over all the tool's processes, sampled every 50 ms), and
+speed relative to the best peer (> 1: faster).
+
+The latency scenario (root only) fetches 10,000 of the small files from a second nginx in a
+network namespace, through a veth and a relay that delays each direction by 10 ms (20 ms round
+trip; bench/delay_proxy.py, since this kernel has no netem). Its ceiling is concurrency / RTT =
+2,500 files/s; each tool is reported against it.
 Results are printed and appended to bench/RESULTS.md. This is a benchmark, not a test: CI
 does not run it.
 """
@@ -21,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +42,10 @@ CONCURRENCY = 50
 
 SCENARIOS = {"small": (20_000, 4 * 1024), "medium": (2_000, 256 * 1024), "large": (4, 256 << 20)}
 TOOLS = ("bulkfetch", "curl", "wget2", "aria2c")
+NETNS = "bulkfetch-bench"
+NS_HOST, NS_ADDR, NS_PORT, NS_NGINX_PORT = "10.77.0.1", "10.77.0.2", 18081, 18082
+RTT_S = 0.020
+LATENCY_FILES = 10_000
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,52 @@ class Run:
     tool: str
     wall_s: float
     cpu_s: float
-    rss_mb: float
+    rss_mb: float  # the largest single process
+    pss_mb: float  # all the tool's processes together, sampled
+
+
+class TreeMemory:
+    """Samples the summed PSS of a process and its descendants until told to stop."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb / 1024
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak_kb = max(self.peak_kb, sum(_pss_kb(p) for p in _tree(self.pid)))
+
+
+def _tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                children = Path(f"/proc/{p}/task/{task}/children").read_text()
+                todo += [int(c) for c in children.split()]
+        except OSError:
+            pass
+    return found
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def sh(*cmd: str) -> str:
@@ -110,18 +168,19 @@ def command(tool: str, urls: Path, out: Path) -> list[str]:
 def run_once(tool: str, urls: Path, out: Path) -> Run:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    # GNU time measures the tool: a child of this (large) process would report this
-    # process's memory at fork time as its own peak.
-    stats = WORK / "time.txt"
     began = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", str(stats),
-                           *command(tool, urls, out)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    proc = subprocess.Popen(command(tool, urls, out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    memory = TreeMemory(proc.pid)
+    # wait4's usage covers the tool and the processes it waited for (bulkfetch's workers);
+    # ru_maxrss is the largest of them, not their sum: hence the PSS sampling beside it.
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - began
+    pss = memory.stop()
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{tool} exited {proc.returncode}")
-    user, system, rss_kb = stats.read_text().split()[-3:]
-    return Run(tool, wall, float(user) + float(system), int(rss_kb) / 1024)
+    return Run(tool, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, pss)
 
 
 def verify(out: Path, count: int, size: int) -> None:
@@ -130,29 +189,91 @@ def verify(out: Path, count: int, size: int) -> None:
         raise SystemExit(f"verification failed in {out}: {len(files)} files")
 
 
-def table(name: str, target: str, count: int, size: int, runs: list[Run]) -> list[str]:
+def table(title: str, count: int, size: int, runs: list[Run],
+          ceiling_s: float | None = None) -> list[str]:
     by_tool: dict[str, list[Run]] = {}
     for run in runs:
         by_tool.setdefault(run.tool, []).append(run)
     med = {t: statistics.median(r.wall_s for r in rs) for t, rs in by_tool.items()}
-    best_peer = min(v for t, v in med.items() if t != "bulkfetch")
+    peers = [v for t, v in med.items() if t != "bulkfetch"]
+    best_peer = min(peers) if peers else None
+    extra = " | share of the ceiling" if ceiling_s else ""
     lines = [
-        f"### {name} ({count:,} x {size // 1024:,} KiB), output on {target}",
+        f"### {title}",
         "",
-        "| tool | median wall s | files/s | MB/s | CPU s | peak RSS MB | speed vs best peer |",
-        "|---|---|---|---|---|---|---|",
+        "| tool | median wall s | files/s | MB/s | CPU s | peak RSS MB (largest process) "
+        f"| peak PSS MB (all processes) | speed vs best peer{extra} |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if ceiling_s else ""),
     ]
     for tool in TOOLS:
         if tool not in by_tool:
             continue
         rs = by_tool[tool]
         wall = med[tool]
+        ratio = f"{best_peer / wall:.2f}x" if best_peer else "-"
+        share = f" | {ceiling_s / wall:.0%}" if ceiling_s else ""
         lines.append(
             f"| {tool} | {wall:.2f} | {count / wall:,.0f} | {count * size / 1e6 / wall:,.0f} | "
             f"{statistics.median(r.cpu_s for r in rs):.2f} | "
-            f"{max(r.rss_mb for r in rs):.0f} | {best_peer / wall:.2f}x |"
+            f"{max(r.rss_mb for r in rs):.0f} | {max(r.pss_mb for r in rs):.0f} | "
+            f"{ratio}{share} |"
         )
     return [*lines, ""]
+
+
+def start_latency(lines: list[str]) -> Path:
+    """The second nginx in a namespace behind the delaying relay; returns the URL list."""
+    stop_latency()
+    ns = ["ip", "netns", "exec", NETNS]
+    for cmd in (
+        ["ip", "netns", "add", NETNS],
+        ["ip", "link", "add", "bfb0", "type", "veth", "peer", "name", "bfb1"],
+        ["ip", "link", "set", "bfb1", "netns", NETNS],
+        ["ip", "addr", "add", f"{NS_HOST}/24", "dev", "bfb0"],
+        ["ip", "link", "set", "bfb0", "up"],
+        [*ns, "ip", "addr", "add", f"{NS_ADDR}/24", "dev", "bfb1"],
+        [*ns, "ip", "link", "set", "bfb1", "up"],
+        [*ns, "ip", "link", "set", "lo", "up"],
+    ):
+        subprocess.run(cmd, check=True)
+    conf = WORK / "nginx-ns.conf"
+    conf.write_text(
+        (WORK / "nginx.conf").read_text()
+        .replace(f"127.0.0.1:{PORT}", f"127.0.0.1:{NS_NGINX_PORT}")
+        .replace("nginx.pid", "nginx-ns.pid")
+    )
+    subprocess.run([*ns, "nginx", "-c", str(conf)], check=True)
+    relay = subprocess.Popen(
+        [*ns, sys.executable, str(HERE / "delay_proxy.py"), NS_ADDR, str(NS_PORT), "127.0.0.1",
+         str(NS_NGINX_PORT), str(RTT_S * 1000 / 2)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert relay.stdout is not None
+    relay.stdout.readline()  # "ready"
+    (WORK / "relay.pid").write_text(str(relay.pid))
+    urls = WORK / "latency.txt"
+    names = lines[:LATENCY_FILES]
+    urls.write_text("".join(f"http://{NS_ADDR}:{NS_PORT}/small/{n}\n" for n in names))
+    Path(f"{urls}.curl").write_text(
+        "".join(f'url = "http://{NS_ADDR}:{NS_PORT}/small/{n}"\n' for n in names))
+    return urls
+
+
+def stop_latency() -> None:
+    pid_file = WORK / "relay.pid"
+    if pid_file.exists():
+        subprocess.run(["kill", pid_file.read_text()], check=False)
+        pid_file.unlink()
+    if (WORK / "nginx-ns.pid").exists():
+        subprocess.run(["ip", "netns", "exec", NETNS, "nginx", "-c", str(WORK / "nginx-ns.conf"),
+                        "-s", "stop"], check=False, capture_output=True)
+        time.sleep(0.3)
+    subprocess.run(["ip", "netns", "del", NETNS], check=False, capture_output=True)
+    subprocess.run(["ip", "link", "del", "bfb0"], check=False, capture_output=True)
+
+
+def rotated(tools: tuple[str, ...], round_no: int) -> tuple[str, ...]:
+    return tools[round_no % len(tools):] + tools[: round_no % len(tools)]
 
 
 def versions() -> list[str]:
@@ -168,26 +289,42 @@ def versions() -> list[str]:
     return [f"{tool}: {(lines or ['?'])[0]}" for tool, lines in first.items()]
 
 
+def measure(tools: tuple[str, ...], urls: Path, base: Path, count: int, size: int,
+            rounds_n: int) -> list[Run]:
+    runs = []
+    for round_no in range(rounds_n):
+        for tool in rotated(tools, round_no):
+            out = base / tool
+            runs.append(run_once(tool, urls, out))
+            verify(out, count, size)
+            shutil.rmtree(out, ignore_errors=True)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenarios", default="small,medium,large")
+    parser.add_argument("--scenarios", default="small,medium,large,latency")
     parser.add_argument("--targets", default="tmpfs,disk")
+    parser.add_argument("--tools", default=",".join(TOOLS))
     args = parser.parse_args()
+    tools = tuple(t for t in TOOLS if t in args.tools.split(","))
+    scenarios = args.scenarios.split(",")
     WORK.mkdir(parents=True, exist_ok=True)
     report = [
         f"## {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}; "
         f"nginx 1 worker on 127.0.0.1, concurrency {CONCURRENCY}, {args.rounds} rounds, "
-        "tools rotated each round.",
+        "tools rotated each round; bulkfetch with its defaults (workers: one per core).",
         "",
         *[f"- {line}" for line in versions()],
         "",
     ]
     try:
         fixtures = {}
-        for name in args.scenarios.split(","):
+        needed = {*scenarios, *(["small"] if "latency" in scenarios else [])}
+        for name in [n for n in SCENARIOS if n in needed]:
             count, size = SCENARIOS[name]
             folder = make_fixtures(name, count, size)
             urls = WORK / f"{name}.txt"
@@ -200,18 +337,25 @@ def main() -> None:
         for target in args.targets.split(","):
             base = WORK / "out" if target == "tmpfs" else DISK
             for name, (urls, count, size) in fixtures.items():
-                runs = []
-                for round_no in range(args.rounds):
-                    order = TOOLS[round_no % 4:] + TOOLS[: round_no % 4]
-                    for tool in order:
-                        out = base / tool
-                        runs.append(run_once(tool, urls, out))
-                        verify(out, count, size)
-                        shutil.rmtree(out, ignore_errors=True)
-                lines = table(name, target, count, size, runs)
+                if name not in scenarios:
+                    continue
+                runs = measure(tools, urls, base, count, size, args.rounds)
+                title = f"{name} ({count:,} x {size // 1024:,} KiB), output on {target}"
+                lines = table(title, count, size, runs)
                 print("\n".join(lines), flush=True)
                 report += lines
+        if "latency" in scenarios:
+            urls = start_latency(sorted(os.listdir(WORK / "www" / "small")))
+            count, size = LATENCY_FILES, SCENARIOS["small"][1]
+            runs = measure(tools, urls, WORK / "out", count, size, args.rounds)
+            ceiling_s = count * RTT_S / CONCURRENCY
+            title = (f"latency ({count:,} x 4 KiB, {RTT_S * 1000:.0f} ms RTT, ceiling "
+                     f"{CONCURRENCY / RTT_S:,.0f} files/s = {ceiling_s:.1f} s), output on tmpfs")
+            lines = table(title, count, size, runs, ceiling_s)
+            print("\n".join(lines), flush=True)
+            report += lines
     finally:
+        stop_latency()
         stop_nginx()
         shutil.rmtree(DISK, ignore_errors=True)
     with (HERE / "RESULTS.md").open("a") as f:

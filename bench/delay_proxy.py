@@ -78,6 +78,7 @@ class Side(asyncio.Protocol):
 async def main(listen: str, port: int, up_host: str, up_port: int, delay_ms: float) -> None:
     loop = asyncio.get_running_loop()
     delay = delay_ms / 1000
+    connecting: set[asyncio.Task[None]] = set()
 
     def accept() -> asyncio.Protocol:
         up, down = Lane(loop, delay), Lane(loop, delay)
@@ -92,7 +93,9 @@ async def main(listen: str, port: int, up_host: str, up_port: int, delay_ms: flo
             assert client.transport is not None
             down.attach(client.transport)
 
-        loop.create_task(connect_upstream())
+        task = loop.create_task(connect_upstream())
+        connecting.add(task)
+        task.add_done_callback(connecting.discard)
         return client
 
     server = await loop.create_server(accept, listen, port, backlog=4096)

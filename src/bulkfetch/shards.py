@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import gc
 import os
 import pickle
 import signal
@@ -82,6 +83,9 @@ def run(
     settings.manifest.write_bytes(b"")  # one run, one manifest: truncated once, here
     state.prepare(settings.out / STATE_DIR / STATE_FILE)
     children: list[_Child] = []
+    # Objects that exist now are shared with the workers until written to; a collection would
+    # write to every one of them (copy-on-write), so the collector leaves them alone.
+    gc.freeze()
     try:
         for index in range(workers):
             shard = Shard(index, workers)
