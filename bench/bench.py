@@ -58,7 +58,7 @@ class Run:
 
 
 class TreeMemory:
-    """Samples the summed PSS of a process and its descendants until told to stop."""
+    """Samples the summed PSS of a process's descendants until told to stop."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -74,7 +74,8 @@ class TreeMemory:
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            self.peak_kb = max(self.peak_kb, sum(_pss_kb(p) for p in _tree(self.pid)))
+            tool = _tree(self.pid)[1:]  # without GNU time itself
+            self.peak_kb = max(self.peak_kb, sum(_pss_kb(p) for p in tool))
 
 
 def _tree(pid: int) -> list[int]:
@@ -168,19 +169,22 @@ def command(tool: str, urls: Path, out: Path) -> list[str]:
 def run_once(tool: str, urls: Path, out: Path) -> Run:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    # GNU time measures the tool: a child forked from this (large) process would report this
+    # process's memory at fork time as its own peak. Its %M is the largest single process;
+    # %U and %S include the processes the tool waited for (bulkfetch's workers).
+    stats = WORK / "time.txt"
     began = time.perf_counter()
-    proc = subprocess.Popen(command(tool, urls, out), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", str(stats),
+                             *command(tool, urls, out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     memory = TreeMemory(proc.pid)
-    # wait4's usage covers the tool and the processes it waited for (bulkfetch's workers);
-    # ru_maxrss is the largest of them, not their sum: hence the PSS sampling beside it.
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc.wait()
     wall = time.perf_counter() - began
     pss = memory.stop()
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{tool} exited {proc.returncode}")
-    return Run(tool, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, pss)
+    user, system, rss_kb = stats.read_text().split()[-3:]
+    return Run(tool, wall, float(user) + float(system), int(rss_kb) / 1024, pss)
 
 
 def verify(out: Path, count: int, size: int) -> None:
