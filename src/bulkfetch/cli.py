@@ -58,8 +58,9 @@ def fetch(
     )] = 50,
     workers: Annotated[int | None, typer.Option(
         "--workers", "-w", envvar="BULKFETCH_WORKERS", min=1, max=64,
-        help="Processes that share the work and --concurrency [default: one per core, at most "
-        "4; always 1 with --rate, --host-rate, --per-host, or a list read from a pipe].",
+        help="Processes that share the work and --concurrency [default: one per usable core "
+        "(CPU affinity, container CPU quota), at most 4; always 1 with --rate, --host-rate, "
+        "--per-host, or a list read from a pipe].",
         show_default=False,
     )] = None,
     retries: Annotated[int, typer.Option(

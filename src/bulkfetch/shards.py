@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import fcntl
 import gc
+import math
 import os
 import pickle
 import signal
@@ -34,6 +35,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from http.cookies import Morsel
+from pathlib import Path
 
 from yarl import URL
 
@@ -55,12 +57,28 @@ def choose(requested: int | None, settings: Settings, sources: Sequence[Source])
     """How many workers: as asked, or one per core (at most 4). One where a list can be read
     only once (a pipe), and one under --rate, --host-rate or --per-host: such a limit is kept
     exactly only where every request passes one pacer, and it, not the CPU, sets the pace."""
-    count = requested if requested is not None else min(os.cpu_count() or 1, 4)
+    count = requested if requested is not None else min(cores(), 4)
     if settings.rate or settings.host_rate or settings.per_host:
         return 1
     if not all(_rereadable(source) for source in sources):
         return 1
     return min(count, settings.concurrency)
+
+
+def cores() -> int:
+    """The cores this process may use: its CPU affinity, and a container's CPU quota (cgroup v2
+    `cpu.max`), which `os.cpu_count()` does not see."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
 
 
 def _rereadable(source: Source) -> bool:
