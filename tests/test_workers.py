@@ -123,3 +123,34 @@ def test_signal_to_the_parent_stops_every_worker(
     assert not list(out.rglob("*.part"))
     # Nothing is left running: the lock on --out is free again.
     assert run_cli(str(write_list(tmp_path / "v", done[:1])), "-o", str(out)).returncode == 0
+
+
+def test_a_killed_worker_is_one_line_and_the_rest_is_kept(server: Server, tmp_path: Path) -> None:
+    """The OOM killer or `kill -9` on a worker: no traceback, exit 1, the manifest valid."""
+    done = [server.url(f"/bytes/{1000 + i}") for i in range(10)]
+    stalled = [server.url(f"/stall/60?before={600 * 1024}&i={i}") for i in range(4)]
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        bulkfetch_cmd(str(write_list(tmp_path / "u", done + stalled)), "-o", str(out),
+                      "-c", "8", "-w", "2"),
+        stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )
+    wait_for(lambda: len(list(out.rglob(".bulkfetch-*.part"))) == 4)
+    wait_for(lambda: len((out / MANIFEST).read_bytes().splitlines()) == 10)
+    workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(workers) == 2
+    # Kill a worker that has a download on disk: its temp file stays behind.
+    victim = next(out.rglob(".bulkfetch-*.part")).name.split("-")[1]
+    assert victim in workers
+    os.kill(int(victim), signal.SIGKILL)
+    proc.send_signal(signal.SIGTERM)  # the other one stops cleanly
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert f"worker process {victim} was killed by SIGKILL" in stderr
+    assert set(read_manifest(out / MANIFEST)) == set(done)
+    litter = list(out.rglob(".bulkfetch-*.part"))
+    assert litter and all(f".bulkfetch-{victim}-" in p.name for p in litter)
+    # The next run on --out removes what the killed worker left.
+    assert run_cli(str(write_list(tmp_path / "v", done[:1])), "-o", str(out)).returncode == 0
+    assert not list(out.rglob(".bulkfetch-*.part"))

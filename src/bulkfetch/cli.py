@@ -351,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     except SourceError as exc:
         _say(f"error: {exc} (the manifest lists what finished)")
         return EXIT_USAGE
+    except shards.WorkerLost as exc:
+        _say(f"error: {exc}")
+        return EXIT_FAILED
     except LockedOut as exc:
         _say(f"error: {exc}; try again when it has finished")
         return EXIT_LOCKED

@@ -356,6 +356,11 @@ def _stop(children: list[_Child], signum: int) -> None:
                 os.kill(child.pid, signum)
 
 
+class WorkerLost(Exception):
+    """A worker process was killed from outside (the OOM killer, `kill -9`): not a bug, but its
+    unfinished URLs are missing from the manifest."""
+
+
 class WorkerFailed(Exception):
     """A worker process died or hit a bug; its traceback has been printed."""
 
@@ -375,6 +380,13 @@ def _total(
     for _, *args in errors:
         raise SourceError(str(args[0]))
     summaries = [c.summary for c in children]
+    for child, status in zip(children, statuses, strict=True):
+        if os.WIFSIGNALED(status):
+            name = signal.Signals(os.WTERMSIG(status)).name
+            raise WorkerLost(
+                f"worker process {child.pid} was killed by {name}; what it had not finished is "
+                "not in the manifest (run again to complete)"
+            )
     if any(s is None for s in summaries) or any(statuses):
         raise WorkerFailed(f"a worker ended without a summary (wait statuses {statuses})")
     done = [s for s in summaries if s is not None]

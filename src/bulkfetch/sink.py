@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,32 @@ class Sink:
         real = os.path.realpath(folder)
         if real != self._real_root and not real.startswith(self._real_root + os.sep):
             raise OSError(f"folder {folder!r} leads outside --out (through a symlink)")
+        _sweep(folder)
         self._known_dirs.add(folder)
+
+
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-\d+" + re.escape(TEMP_SUFFIX))
+
+
+def _sweep(folder: str) -> None:
+    """Remove temp files that a process killed outright (SIGKILL, the OOM killer) left in
+    `folder`. The lock on --out keeps other runs away; a worker of this run is still alive."""
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _TEMP_NAME.fullmatch(entry.name)
+            if match is not None and not _alive(int(match[1])):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class PendingFile:
