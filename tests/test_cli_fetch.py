@@ -334,3 +334,15 @@ def test_a_list_that_breaks_off_is_a_clean_error(server: Server, tmp_path: Path)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"bulkfetch: error: {src}:2: line too long")
     assert read_manifest(tmp_path / "out" / MANIFEST)[good]["status"] == "ok"
+
+
+def test_an_unwritable_manifest_is_one_line_before_any_request(
+    server: Server, tmp_path: Path
+) -> None:
+    listing = write_list(tmp_path / "u", [server.url("/bytes/10")])
+    proc = run_cli(str(listing), "-o", str(tmp_path / "out"), "--manifest", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"bulkfetch: error: --manifest '{tmp_path}': cannot write: Is a directory"
+    ]
+    assert server.stats.count("/bytes/10") == 0

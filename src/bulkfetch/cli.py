@@ -210,6 +210,7 @@ def fetch(
     except (tls.TlsError, creds.CredsError) as exc:
         raise UsageError(str(exc)) from exc
     _prepare_out(settings.out)
+    _check_manifest(settings.manifest)
     display = Display(
         DisplaySettings(
             mode=_mode(quiet=quiet, progress=progress),
@@ -300,6 +301,16 @@ def _prepare_out(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {str(out)!r}: cannot create the folder: {exc.strerror}") from exc
+
+
+def _check_manifest(path: Path) -> None:
+    """Fail before any request when the manifest cannot be written (it is truncated later)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--manifest {str(path)!r}: cannot write: {exc.strerror or exc}") from exc
 
 
 def _open_source(name: str, stack: contextlib.ExitStack) -> Source:

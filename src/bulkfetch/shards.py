@@ -30,6 +30,7 @@ import signal
 import ssl
 import stat
 import struct
+import sys
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
@@ -56,9 +57,10 @@ _PIPE_BYTES = 1 << 20
 def choose(requested: int | None, settings: Settings, sources: Sequence[Source]) -> int:
     """How many workers: as asked, or one per core (at most 4). One where a list can be read
     only once (a pipe), and one under --rate, --host-rate or --per-host: such a limit is kept
-    exactly only where every request passes one pacer, and it, not the CPU, sets the pace."""
+    exactly only where every request passes one pacer, and it, not the CPU, sets the pace.
+    One off Linux too: a worker reopens its lists through /proc/self/fd."""
     count = requested if requested is not None else min(cores(), 4)
-    if settings.rate or settings.host_rate or settings.per_host:
+    if settings.rate or settings.host_rate or settings.per_host or sys.platform != "linux":
         return 1
     if not all(_rereadable(source) for source in sources):
         return 1
