@@ -7,8 +7,8 @@ loop, its own single session, and a connector limit equal to its semaphore; the 
 shares of the user's, so the whole never exceeds --concurrency. Runs under --rate, --host-rate
 or --per-host keep one process (see `choose`).
 
-Every worker reads every list and keeps the lines whose output path falls to it, so the same
-path (the same URL, or one NAME) is always in one worker's hands and the per-path checks hold.
+Every worker reads and plans every line, so dedupe and the NAME checks decide exactly as one
+process would, and keeps the jobs whose output path falls to it: no path has two writers.
 Workers append whole batches of lines to the one manifest (O_APPEND; each batch one write) and
 save rows in the one state database (SQLite, WAL). They send what they observe to the parent
 in frames on a pipe; the parent shows progress, routes signals and sums the summaries. The
