@@ -86,6 +86,21 @@ def test_one_name_twice_is_still_refused(server: Server, tmp_path: Path) -> None
     assert_tidy(out, rows)
 
 
+def test_planning_decides_as_one_process_would(server: Server, tmp_path: Path) -> None:
+    """A URL again under a NAME is still the same URL; a NAME that needs another as a folder is
+    still refused: every worker plans every line."""
+    again = server.url("/bytes/31")
+    lines = [again, f"{again} named.bin", *(f"{server.url(f'/bytes/{40 + i}')} d{i}" for i in
+             range(6)), *(f"{server.url(f'/bytes/{50 + i}')} d{i}/x" for i in range(6))]
+    out = tmp_path / "out"
+    proc = run_cli(str(write_list(tmp_path / "u", lines)), "-o", str(out), "-w", "2")
+    assert proc.returncode == 1
+    rows = read_manifest(out / MANIFEST)
+    assert len(rows) == 13 and server.stats.count("/bytes/31") == 1
+    assert sum(r["status"] == "failed" for r in rows.values()) == 6
+    assert_tidy(out, rows)
+
+
 def test_second_run_skips_what_workers_saved(server: Server, tmp_path: Path) -> None:
     urls = [server.url(f"/bytes/{200 + i}") for i in range(40)]
     listing = write_list(tmp_path / "u", urls)
