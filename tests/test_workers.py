@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from bulkfetch.intake import Source
-from bulkfetch.models import Job, SafeRelPath, Settings
-from bulkfetch.plan import Rejected
+from bulkfetch.models import Settings
 from bulkfetch.shard import Shard
 from bulkfetch.shards import choose
 from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
@@ -21,17 +20,18 @@ from tests.server import Server
 from tests.test_signals import wait_for
 
 
-def test_every_line_has_exactly_one_owner() -> None:
-    shards = [Shard(i, 3) for i in range(3)]
-    items: list[Job | Rejected] = [
-        *(Job(where=f"l:{i}", url=f"http://h/{i}", path=SafeRelPath(f"h/{i}"))
-          for i in range(300)),
-        *(Rejected(where=f"l:{i}", url="x", error="bad") for i in range(300, 330)),
-    ]
-    owners = [[s for s in shards if s.owns(item)] for item in items]
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_every_entry_has_exactly_one_owner_and_the_deal_is_even(count: int) -> None:
+    shards = [Shard(i, count) for i in range(count)]
+    owners = [[s.index for s in shards if s.owns(seq)] for seq in range(1200)]
     assert all(len(o) == 1 for o in owners)
-    counts = [sum(1 for o in owners if o[0] is s) for s in shards]
-    assert min(counts) > 70  # spread, not all in one
+    counts = [sum(1 for o in owners if o[0] == s.index) for s in shards]
+    assert max(counts) - min(counts) <= 1
+    # The first entries (four big files, say): one to each worker before any gets a second.
+    assert len({o[0] for o in owners[:count]}) == count
+    # A list that alternates a big file and its small signature: the big ones are spread.
+    big_to = [o[0] for o in owners[::2]]
+    assert min(big_to.count(i) for i in range(count)) > 600 / count * 0.7
     assert [Shard(i, 3).share(50) for i in range(3)] == [17, 17, 16]
 
 

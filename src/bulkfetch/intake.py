@@ -72,6 +72,7 @@ class Intake:
         shard: Shard | None = None,
     ) -> None:
         self._shard = shard
+        self._planned = 0  # entries planned so far, all lists together: a worker's share by it
         self._sources = sources
         self._planner = planner
         self._open_state = state
@@ -163,13 +164,14 @@ class Intake:
             else:
                 lines, tail = ([tail] if tail else []), b""
             planned: list[Job | Rejected] = []
+            shard = self._shard
             for raw in lines:
                 lineno += 1
                 line = parse_line(raw, source=source.name, lineno=lineno)
                 if line is not None and (item := self._planner.plan(line)) is not None:
-                    planned.append(item)
-            if self._shard is not None:
-                planned = [item for item in planned if self._shard.owns(item)]
+                    if shard is None or shard.owns(self._planned):
+                        planned.append(item)
+                    self._planned += 1
             if planned:
                 post((self._decide(planned), self.read_bytes))
             if not block:

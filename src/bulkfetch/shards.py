@@ -8,7 +8,8 @@ shares of the user's, so the whole never exceeds --concurrency. Runs under --rat
 or --per-host keep one process (see `choose`).
 
 Every worker reads and plans every line, so dedupe and the NAME checks decide exactly as one
-process would, and keeps the jobs whose output path falls to it: no path has two writers.
+process would, and keeps the entries dealt to it (`Shard`): a path is planned once, so no path
+has two writers.
 Workers append whole batches of lines to the one manifest (O_APPEND; each batch one write) and
 save rows in the one state database (SQLite, WAL). They send what they observe to the parent
 in frames on a pipe; the parent shows progress, routes signals and sums the summaries. The
