@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import signal
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from http.cookies import Morsel
 from importlib.metadata import version
@@ -96,6 +97,39 @@ def run(
         ))
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def handling_signals(handler: Callable[[int], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM call `handler(signum)` on the running loop, for as long as this lasts."""
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, handler, signum)
+    try:
+        yield
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+@contextlib.asynccontextmanager
+async def beside(
+    companion: Callable[[], Coroutine[object, object, None]] | None,
+) -> AsyncIterator[None]:
+    """Run `companion` (a display's refresh loop) beside the body; cancel it after, and raise
+    what it raised."""
+    task = asyncio.create_task(companion()) if companion else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
+
+
 async def _main(
     settings: Settings,
     sources: Sequence[Source],
@@ -103,7 +137,6 @@ async def _main(
     companion: Callable[[], Coroutine[object, object, None]] | None,
     extras: _Extras,
 ) -> Summary:
-    loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
     received: list[int] = []
@@ -114,23 +147,14 @@ async def _main(
         received.append(signum)
         main.cancel()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
     tally = Tally(time.monotonic())
-    beside = asyncio.create_task(companion()) if companion else None
-    try:
-        await _fetch_all(settings, sources, observer, tally, extras)
-    except asyncio.CancelledError:
-        if not received:
-            raise
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        if beside is not None:
-            beside.cancel()
-            await asyncio.wait([beside])
-            if not beside.cancelled() and (error := beside.exception()) is not None:
-                raise error
+    with handling_signals(on_signal):
+        async with beside(companion):
+            try:
+                await _fetch_all(settings, sources, observer, tally, extras)
+            except asyncio.CancelledError:
+                if not received:
+                    raise
     return tally.summary(time.monotonic(), received[0] if received else None)
 
 

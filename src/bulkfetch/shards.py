@@ -49,6 +49,7 @@ from bulkfetch.models import Job, Result, Settings, Summary
 from bulkfetch.plan import STATE_DIR
 from bulkfetch.shard import Shard
 from bulkfetch.state import STATE_FILE
+from bulkfetch.writers import write_all
 
 SEND_INTERVAL_S = 0.1
 _FRAME = struct.Struct("!I")
@@ -238,16 +239,10 @@ class Forwarder:
             return
         body = pickle.dumps(calls, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            _write_all(self._fd, _FRAME.pack(len(body)) + body)
+            write_all(self._fd, [_FRAME.pack(len(body)), body])
         except BrokenPipeError:  # the parent is gone: stop as if told to
             self._gone = True
             os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 # The parent side.
@@ -298,17 +293,9 @@ async def _watch(
     for child in children:
         os.set_blocking(child.fd, False)
         loop.add_reader(child.fd, on_readable, child)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
-    beside = asyncio.create_task(companion()) if companion else None
-    try:
-        await all_done
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        if beside is not None:
-            beside.cancel()
-            await asyncio.wait([beside])
+    with runner.handling_signals(on_signal):
+        async with runner.beside(companion):
+            await all_done
     return errors, received, time.monotonic() - began
 
 

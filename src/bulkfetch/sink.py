@@ -24,12 +24,11 @@ from pathlib import Path
 import orjson
 
 from bulkfetch.models import Resume, SafeRelPath
-from bulkfetch.writers import Writers, settle
+from bulkfetch.writers import Writers, settle, write_all
 
 FLUSH_BYTES = 256 * 1024
 TEMP_PREFIX = ".bulkfetch-"
 TEMP_SUFFIX = ".part"
-_IOV_MAX = 1024
 _temp_ids = itertools.count()  # next() on a count is atomic under the GIL
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
@@ -204,7 +203,7 @@ class PendingFile:
                 self._temp, self._fd = _create_temp(folder)
         for chunk in chunks:
             self._hash.update(chunk)
-        _write_all(self._fd, chunks)
+        write_all(self._fd, chunks)
         self.on_disk += sum(len(chunk) for chunk in chunks)
 
     def _commit(self, chunks: list[bytes], expect_sha256: str | None) -> str:
@@ -272,17 +271,3 @@ def _create_temp(folder: str) -> tuple[str, int]:
             return name, os.open(name, _OPEN_FLAGS, 0o666)
         except FileExistsError:
             continue
-
-
-def _write_all(fd: int, chunks: list[bytes]) -> None:
-    """writev until every byte is down: a regular file may still take less than asked."""
-    views = [memoryview(chunk) for chunk in chunks if chunk]
-    while views:
-        done = os.writev(fd, views[:_IOV_MAX])
-        i = 0
-        while i < len(views) and done >= len(views[i]):
-            done -= len(views[i])
-            i += 1
-        views = views[i:]
-        if done:
-            views[0] = views[0][done:]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 WRITER_THREADS = 4
+IOV_MAX = 1024
 
 T = TypeVar("T")
 
@@ -93,3 +95,17 @@ async def settle(fut: asyncio.Future[T], *, defer_cancel: bool = False) -> T:
         if (task := asyncio.current_task()) is not None:
             task.cancel()
     return fut.result()
+
+
+def write_all(fd: int, chunks: list[bytes]) -> None:
+    """writev until every byte is down: a regular file may still take less than asked."""
+    views = [memoryview(chunk) for chunk in chunks if chunk]
+    while views:
+        done = os.writev(fd, views[:IOV_MAX])
+        i = 0
+        while i < len(views) and done >= len(views[i]):
+            done -= len(views[i])
+            i += 1
+        views = views[i:]
+        if done:
+            views[0] = views[0][done:]
