@@ -14,6 +14,24 @@ from tests.helpers import MANIFEST, assert_tidy, read_manifest
 from tests.server import Server
 
 
+def start_stalled_run(
+    server: Server, tmp_path: Path, *args: str
+) -> tuple[subprocess.Popen[str], Path, list[str]]:
+    """A run at -c 8 with 10 URLs finished and 4 stalled mid-body (each stalls after 600 KiB,
+    so a temp file is on disk while it waits); returns the process, --out and the finished."""
+    done = [server.url(f"/bytes/{1000 + i}") for i in range(10)]
+    stalled = [server.url(f"/stall/60?before={600 * 1024}&i={i}") for i in range(4)]
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        bulkfetch_cmd(str(write_list(tmp_path / "u", done + stalled)), "-o", str(out), "-c", "8",
+                      *args),
+        stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )
+    wait_for(lambda: len(list(out.rglob(".bulkfetch-*.part"))) == 4)
+    wait_for(lambda: len((out / MANIFEST).read_bytes().splitlines()) == 10)
+    return proc, out, done
+
+
 def wait_for(condition: object, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
@@ -26,16 +44,7 @@ def test_signal_stops_cleanly(
     server: Server, tmp_path: Path, signum: signal.Signals, code: int
 ) -> None:
     """Finished URLs stay in the manifest; in-flight ones leave no file and no temp file."""
-    done = [server.url(f"/bytes/{1000 + i}") for i in range(10)]
-    # Each stalls after 600 KiB, so a temp file is on disk while it waits.
-    stalled = [server.url(f"/stall/60?before={600 * 1024}&i={i}") for i in range(4)]
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        bulkfetch_cmd(str(write_list(tmp_path / "u", done + stalled)), "-o", str(out), "-c", "8"),
-        stderr=subprocess.PIPE, text=True, env=cli_env(),
-    )
-    wait_for(lambda: len(list(out.rglob(".bulkfetch-*.part"))) == 4)
-    wait_for(lambda: len((out / MANIFEST).read_bytes().splitlines()) == 10)
+    proc, out, done = start_stalled_run(server, tmp_path)
     sent = time.monotonic()
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=10)

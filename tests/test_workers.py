@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,10 +13,10 @@ from bulkfetch.intake import Source
 from bulkfetch.models import Settings
 from bulkfetch.shard import Shard
 from bulkfetch.shards import choose
-from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
+from tests.conftest import run_cli, write_list
 from tests.helpers import MANIFEST, assert_tidy, read_manifest
 from tests.server import Server
-from tests.test_signals import wait_for
+from tests.test_signals import start_stalled_run
 
 
 @pytest.mark.parametrize("count", [2, 3, 4])
@@ -116,16 +115,7 @@ def test_second_run_skips_what_workers_saved(server: Server, tmp_path: Path) -> 
 def test_signal_to_the_parent_stops_every_worker(
     server: Server, tmp_path: Path, signum: signal.Signals, code: int
 ) -> None:
-    done = [server.url(f"/bytes/{1000 + i}") for i in range(10)]
-    stalled = [server.url(f"/stall/60?before={600 * 1024}&i={i}") for i in range(4)]
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        bulkfetch_cmd(str(write_list(tmp_path / "u", done + stalled)), "-o", str(out),
-                      "-c", "8", "-w", "2"),
-        stderr=subprocess.PIPE, text=True, env=cli_env(),
-    )
-    wait_for(lambda: len(list(out.rglob(".bulkfetch-*.part"))) == 4)
-    wait_for(lambda: len((out / MANIFEST).read_bytes().splitlines()) == 10)
+    proc, out, done = start_stalled_run(server, tmp_path, "-w", "2")
     sent = time.monotonic()
     proc.send_signal(signum)  # to the parent alone, as `docker stop` or `kill PID` does
     _, stderr = proc.communicate(timeout=10)
@@ -142,16 +132,7 @@ def test_signal_to_the_parent_stops_every_worker(
 
 def test_a_killed_worker_is_one_line_and_the_rest_is_kept(server: Server, tmp_path: Path) -> None:
     """The OOM killer or `kill -9` on a worker: no traceback, exit 1, the manifest valid."""
-    done = [server.url(f"/bytes/{1000 + i}") for i in range(10)]
-    stalled = [server.url(f"/stall/60?before={600 * 1024}&i={i}") for i in range(4)]
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        bulkfetch_cmd(str(write_list(tmp_path / "u", done + stalled)), "-o", str(out),
-                      "-c", "8", "-w", "2"),
-        stderr=subprocess.PIPE, text=True, env=cli_env(),
-    )
-    wait_for(lambda: len(list(out.rglob(".bulkfetch-*.part"))) == 4)
-    wait_for(lambda: len((out / MANIFEST).read_bytes().splitlines()) == 10)
+    proc, out, done = start_stalled_run(server, tmp_path, "-w", "2")
     workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     assert len(workers) == 2
     # Kill a worker that has a download on disk: its temp file stays behind.
