@@ -20,7 +20,7 @@ from yarl import URL
 
 from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
-from bulkfetch.fetch import Fetcher
+from bulkfetch.fetch import CHUNK_BYTES, Fetcher
 from bulkfetch.intake import Intake, Source, SourceError
 from bulkfetch.manifest import Manifest
 from bulkfetch.models import Job, Refetch, Result, Settings, Status, Summary, Validators
@@ -34,7 +34,6 @@ from bulkfetch.writers import Writers
 
 # Workers beyond the limit keep every slot busy while some of them sleep in a backoff.
 SPARE_WORKERS = 0.5
-READ_BUFFER_BYTES = 256 * 1024
 
 _Record = Callable[[Result, Job | None, Validators | None], None]
 
@@ -236,7 +235,7 @@ def _session(settings: Settings, extras: _Extras) -> aiohttp.ClientSession:
         ),
         headers=[*base.items(), *settings.headers],
         auto_decompress=False,
-        read_bufsize=READ_BUFFER_BYTES,
+        read_bufsize=CHUNK_BYTES,  # smaller, and the socket pauses and resumes per chunk
     )
 
 
