@@ -12,12 +12,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from http.cookies import Morsel
-from importlib.metadata import version
 
 import aiohttp
 import aiohttp.abc
 from yarl import URL
 
+from bulkfetch import __version__
 from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
 from bulkfetch.fetch import CHUNK_BYTES, Fetcher
@@ -218,7 +218,7 @@ async def _fetch_all(
 
 
 def _session(settings: Settings, extras: _Extras) -> aiohttp.ClientSession:
-    agent = settings.user_agent or f"bulkfetch/{version('bulkfetch')}"
+    agent = settings.user_agent or f"bulkfetch/{__version__}"
     headers = {"User-Agent": agent, "Accept-Encoding": "identity"}
     # A header given twice on the command line is sent twice; a default is replaced.
     extra = {name.lower() for name, _ in settings.headers}
