@@ -8,15 +8,9 @@ from pathlib import Path
 from rich.console import Console
 
 from bulkfetch.board import Board, Snapshot
+from bulkfetch.live import render_table, summary_table
 from bulkfetch.models import Job, Result, SafeRelPath, Status, Summary
-from bulkfetch.progress import (
-    human_bytes,
-    human_duration,
-    render_table,
-    status_line,
-    summary_lines,
-    summary_table,
-)
+from bulkfetch.progress import human_bytes, human_duration, status_line, summary_lines
 
 
 class Clock:

@@ -17,7 +17,6 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 
 from bulkfetch import creds, lock, runner, shards, tls
 from bulkfetch.intake import Source, SourceError
@@ -219,7 +218,6 @@ def fetch(
         ),
         limit=settings.concurrency,
         stream=sys.stderr,
-        console=Console(stderr=True, force_terminal=True if progress else None),
     )
     with contextlib.ExitStack() as stack:
         opened = [_open_source(name, stack) for name in settings.sources]

@@ -1,0 +1,109 @@
+"""The live view on a terminal: rich lives here and nowhere else, imported only when a
+terminal shows the run.
+
+It is refreshed from an asyncio task (never from rich's own thread, so it only ever reads an
+immutable `Snapshot`) and replaced by a summary table at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from bulkfetch.board import Board, Snapshot
+from bulkfetch.models import Summary
+from bulkfetch.progress import REFRESH_S, human_bytes, human_duration, total
+
+
+class LiveView:
+    def __init__(self, stream: TextIO) -> None:
+        self._console = Console(file=stream, force_terminal=True)
+
+    def say(self, line: str) -> None:
+        """A line above the table."""
+        self._console.print(Text(line), soft_wrap=True)
+
+    async def run(self, board: Board) -> None:
+        """Refresh until cancelled."""
+        with Live(
+            render_table(board.snapshot()), console=self._console, auto_refresh=False,
+            transient=True, redirect_stdout=False, redirect_stderr=False,
+        ) as live:
+            while True:
+                await asyncio.sleep(REFRESH_S)
+                live.update(render_table(board.snapshot()), refresh=True)
+
+    def show_summary(self, summary: Summary, manifest: Path) -> None:
+        self._console.print(summary_table(summary, manifest))
+
+
+def render_table(snap: Snapshot) -> RenderableType:
+    """The live view: a pure function of one snapshot."""
+    overview = Table.grid(padding=(0, 2))
+    overview.add_column(style="bold")
+    overview.add_column()
+    overview.add_row("done", f"{snap.done:,} / {total(snap)}")
+    overview.add_row(
+        "status",
+        Text.assemble(
+            (f"{snap.ok:,} ok", "green"), "  ", (f"{snap.failed:,} failed", "red"), "  ",
+            (f"{snap.retrying:,} retrying", "yellow"), "  ",
+            f"{snap.skipped:,} skipped  {snap.not_modified:,} not modified",
+        ),
+    )
+    overview.add_row("received", human_bytes(snap.bytes))
+    overview.add_row(
+        "rate",
+        f"{snap.files_per_s:,.0f} files/s  {human_bytes(snap.bytes_per_s)}/s  (last 5 s)   "
+        f"{snap.avg_files_per_s:,.0f} files/s  {human_bytes(snap.avg_bytes_per_s)}/s  (average)",
+    )
+    overview.add_row(
+        "time", f"{human_duration(snap.elapsed_s)} elapsed   ETA {human_duration(snap.eta_s)}"
+    )
+    overview.add_row("in flight", f"{snap.in_flight} / {snap.limit}")
+    parts: list[RenderableType] = [overview]
+    if snap.transfers:
+        transfers = Table(box=None, padding=(0, 1), expand=False, header_style="bold")
+        transfers.add_column("downloading", overflow="ellipsis", no_wrap=True, max_width=60)
+        transfers.add_column("bytes", justify="right")
+        transfers.add_column("speed", justify="right")
+        transfers.add_column("try", justify="right")
+        for t in snap.transfers:
+            size = human_bytes(t.received)
+            if t.total is not None:
+                size = f"{size} / {human_bytes(t.total)}"
+            transfers.add_row(t.name, size, f"{human_bytes(t.bytes_per_s)}/s", str(t.attempt))
+        parts.append(transfers)
+    if snap.failures:
+        failures = Table(box=None, padding=(0, 1), header_style="bold red")
+        failures.add_column("recent failures", overflow="ellipsis", no_wrap=True)
+        for line in snap.failures:
+            failures.add_row(line)
+        parts.append(failures)
+    return Group(*parts)
+
+
+def summary_table(summary: Summary, manifest: Path) -> Table:
+    seconds = max(summary.elapsed_s, 1e-9)
+    table = Table(title="bulkfetch summary", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    if summary.interrupted_by is not None:
+        table.add_row("stopped by", Text(signal.Signals(summary.interrupted_by).name, "red"))
+    table.add_row("ok", Text(f"{summary.ok:,}", "green"))
+    table.add_row("failed", Text(f"{summary.failed:,}", "red" if summary.failed else ""))
+    table.add_row("not modified", f"{summary.not_modified:,}")
+    table.add_row("skipped", f"{summary.skipped:,}")
+    table.add_row("bytes written", human_bytes(summary.bytes))
+    table.add_row("elapsed", human_duration(summary.elapsed_s))
+    rate = f"{summary.total / seconds:,.0f} files/s, {human_bytes(summary.bytes / seconds)}/s"
+    table.add_row("average", rate)
+    table.add_row("manifest", str(manifest))
+    return table
