@@ -168,10 +168,15 @@ class Intake:
             for raw in lines:
                 lineno += 1
                 line = parse_line(raw, source=source.name, lineno=lineno)
-                if line is not None and (item := self._planner.plan(line)) is not None:
-                    if shard is None or shard.owns(self._planned):
+                if line is None or not self._planner.admit(line):
+                    continue
+                mine = shard is None or shard.owns(self._planned)
+                self._planned += 1
+                # Another worker's unnamed entry decides nothing for later lines: skip its path.
+                if mine or line.name is not None:
+                    item = self._planner.place(line)
+                    if mine:
                         planned.append(item)
-                    self._planned += 1
             if planned:
                 post((self._decide(planned), self.read_bytes))
             if not block:

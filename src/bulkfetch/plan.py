@@ -108,9 +108,15 @@ class Planner:
 
     def plan(self, line: UrlLine) -> Job | Rejected | None:
         """A job, a rejection, or None for a URL already planned (the first line wins)."""
-        url_digest = digest(line.url)
-        if not self._urls.add(url_digest):
-            return None
+        return self.place(line) if self.admit(line) else None
+
+    def admit(self, line: UrlLine) -> bool:
+        """Record the URL as seen; False if an earlier line had it (the first line wins)."""
+        return self._urls.add(digest(line.url))
+
+    def place(self, line: UrlLine) -> Job | Rejected:
+        """The job or the rejection for an admitted line. NAMEs are claimed here, so every
+        named line must be placed, in list order; an unnamed line affects no other line."""
         url = parse_url(line.url)
         if url is None:
             return Rejected(line.where, line.url, f"{line.where}: not an http(s) URL: {line.url!r}")
@@ -119,7 +125,7 @@ class Planner:
             error = f"{line.where}: not a sha256 (64 hex digits): {line.sha256!r}"
             return Rejected(line.where, line.url, error)
         if line.name is None:
-            path = auto_path(url, url_digest)
+            path = auto_path(url, digest(line.url))
         else:
             try:
                 path = self._claim(check_name(line.name))

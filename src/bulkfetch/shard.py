@@ -11,8 +11,8 @@ _GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing: consecutive blocks get scatte
 class Shard:
     """Worker `index` of `count`.
 
-    Every worker plans every line the same way, so the n-th planned entry is the same entry in
-    each. Entries are dealt in blocks of `count`: each block gives exactly one entry to each
+    Every worker admits every line the same way, so the n-th admitted entry is the same entry
+    in each. Entries are dealt in blocks of `count`: each block gives exactly one entry to each
     worker (four big files on two workers split 2 / 2), and the block's rotation is scrambled,
     so a list that alternates (a big file, then its small signature) does not send every big
     file to one worker."""

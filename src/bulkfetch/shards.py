@@ -7,9 +7,9 @@ loop, its own single session, and a connector limit equal to its semaphore; the 
 shares of the user's, so the whole never exceeds --concurrency. Runs under --rate, --host-rate
 or --per-host keep one process (see `choose`).
 
-Every worker reads and plans every line, so dedupe and the NAME checks decide exactly as one
-process would, and keeps the entries dealt to it (`Shard`): a path is planned once, so no path
-has two writers.
+Every worker reads every line and dedupes it and checks its NAME, so these decide exactly as
+one process would, and keeps the entries dealt to it (`Shard`): a path is planned once, so no
+path has two writers.
 Workers append whole batches of lines to the one manifest (O_APPEND; each batch one write) and
 save rows in the one state database (SQLite, WAL). They send what they observe to the parent
 in frames on a pipe; the parent shows progress, routes signals and sums the summaries. The
