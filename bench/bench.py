@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import http.client
 import os
 import platform
 import shutil
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,6 +265,22 @@ def start_latency(lines: list[str]) -> Path:
     return urls
 
 
+def round_trip(url: str, n: int = 50) -> float:
+    """The median time of one small GET through the relay, with nothing else running."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    times = []
+    try:
+        for _ in range(n + 1):
+            start = time.perf_counter()
+            conn.request("GET", parts.path)
+            conn.getresponse().read()
+            times.append(time.perf_counter() - start)
+    finally:
+        conn.close()
+    return statistics.median(times[1:])  # the first one also opened the connection
+
+
 def stop_latency() -> None:
     pid_file = WORK / "relay.pid"
     if pid_file.exists():
@@ -351,11 +369,16 @@ def main() -> None:
         if "latency" in scenarios:
             urls = start_latency(sorted(os.listdir(WORK / "www" / "small")))
             count, size = LATENCY_FILES, SCENARIOS["small"][1]
+            at_rest_s = round_trip(urls.read_text().split("\n", 1)[0])
             runs = measure(tools, urls, WORK / "out", count, size, args.rounds)
             ceiling_s = count * RTT_S / CONCURRENCY
             title = (f"latency ({count:,} x 4 KiB, {RTT_S * 1000:.0f} ms RTT, ceiling "
                      f"{CONCURRENCY / RTT_S:,.0f} files/s = {ceiling_s:.1f} s), output on tmpfs")
             lines = table(title, count, size, runs, ceiling_s)
+            lines.insert(-1, f"One GET through the relay, one at a time on a kept-alive "
+                             f"connection, takes {at_rest_s * 1000:.1f} ms (median of 50): at "
+                             f"most {CONCURRENCY / at_rest_s:,.0f} files/s with {CONCURRENCY} "
+                             "connections, before any tool's own cost.\n")
             print("\n".join(lines), flush=True)
             report += lines
     finally:
