@@ -34,7 +34,10 @@ async def write_all(pending: PendingFile, chunks: list[bytes]) -> None:
         await pending.write(chunk)
 
 
-@pytest.mark.parametrize("sizes", [[], [1], [1000, 2000], [65536] * 20, [FLUSH_BYTES * 3 + 7]])
+@pytest.mark.parametrize(
+    "sizes",
+    [[], [1], [1000, 2000], [65536] * 20, [FLUSH_BYTES], [FLUSH_BYTES, 1], [FLUSH_BYTES * 3 + 7]],
+)
 def test_commit_publishes_the_whole_body(tmp_path: Path, sizes: list[int]) -> None:
     chunks = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     data = b"".join(chunks)
@@ -48,6 +51,24 @@ def test_commit_publishes_the_whole_body(tmp_path: Path, sizes: list[int]) -> No
     with_sink(tmp_path, body)
     assert (tmp_path / "host/deep/file.bin").read_bytes() == data
     assert leftovers(tmp_path) == [tmp_path / "host/deep/file.bin"]
+
+
+def test_a_body_of_one_flush_touches_the_disk_only_at_commit(tmp_path: Path) -> None:
+    """One hop to a writer thread for the whole file, not a flush and then a commit."""
+
+    async def body(sink: Sink) -> None:
+        pending = sink.open(SafeRelPath("h/one"))
+        await pending.write(b"x" * FLUSH_BYTES)
+        await asyncio.sleep(0.2)  # time enough for a flush, had one started
+        assert leftovers(tmp_path) == []
+        await pending.write(b"y")  # now past one flush: it starts
+        await pending.write(b"z" * (FLUSH_BYTES + 1))  # and this waits for it
+        assert len(leftovers(tmp_path)) == 1
+        await pending.commit()
+
+    with_sink(tmp_path, body)
+    expected = b"x" * FLUSH_BYTES + b"y" + b"z" * (FLUSH_BYTES + 1)
+    assert (tmp_path / "h/one").read_bytes() == expected
 
 
 def test_commit_replaces_an_older_file(tmp_path: Path) -> None:
@@ -65,7 +86,8 @@ def test_commit_replaces_an_older_file(tmp_path: Path) -> None:
 def test_discard_leaves_nothing(tmp_path: Path) -> None:
     async def body(sink: Sink) -> None:
         pending = sink.open(SafeRelPath("h/x"))
-        await write_all(pending, [b"x" * FLUSH_BYTES] * 3)
+        # The fourth chunk waits for the flush the second one started.
+        await write_all(pending, [b"x" * FLUSH_BYTES] * 4)
         assert leftovers(tmp_path)  # the temp file exists while the body streams
         await pending.discard()
 
