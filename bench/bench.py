@@ -6,7 +6,10 @@
 Fixtures (random bytes, generated once under /dev/shm and served by nginx from there):
 small 20,000 x 4 KiB, medium 2,000 x 256 KiB, large 4 x 256 MiB. Every tool runs at
 concurrency 50 and writes every file; rounds rotate the order of the tools so drift hits all
-alike; after each run the files are counted and sized. Figures: median wall time, files/s, MB/s,
+alike; after each run the files are counted and sized. Beside them runs the floor of any
+aiohttp-based fetcher (bench/aiohttp_floor.py: one session per core, every body streamed and
+dropped, nothing written), which is not a peer: it shows how far Python and aiohttp alone can
+go on this machine. Figures: median wall time, files/s, MB/s,
 client CPU seconds (user + sys, the tool's processes together), peak memory (the largest single
 process's RSS, and the peak sum of PSS over all the tool's processes, sampled every 50 ms), and
 speed relative to the best peer (> 1: faster).
@@ -43,7 +46,8 @@ PORT = 18080
 CONCURRENCY = 50
 
 SCENARIOS = {"small": (20_000, 4 * 1024), "medium": (2_000, 256 * 1024), "large": (4, 256 << 20)}
-TOOLS = ("bulkfetch", "curl", "wget2", "aria2c")
+TOOLS = ("bulkfetch", "curl", "wget2", "aria2c", "aiohttp-floor")
+FLOOR = "aiohttp-floor"  # bench/aiohttp_floor.py: reads every body, writes nothing; not a peer
 NETNS = "bulkfetch-bench"
 NS_HOST, NS_ADDR, NS_PORT, NS_NGINX_PORT = "10.77.0.1", "10.77.0.2", 18081, 18082
 RTT_S = 0.020
@@ -161,6 +165,8 @@ def command(tool: str, urls: Path, out: Path) -> list[str]:
     if tool == "wget2":
         return ["wget2", f"--max-threads={CONCURRENCY}", "--quiet", "--no-robots",
                 "--no-host-directories", "-P", str(out), "-i", str(urls)]
+    if tool == FLOOR:
+        return [sys.executable, str(HERE / "aiohttp_floor.py"), str(urls), str(CONCURRENCY)]
     if tool == "aria2c":
         return ["aria2c", "-j", str(CONCURRENCY), "-x1", "-s1", "-q", "--file-allocation=none",
                 "--allow-overwrite=true", "--auto-file-renaming=false", "-d", str(out),
@@ -201,7 +207,7 @@ def table(title: str, count: int, size: int, runs: list[Run],
     for run in runs:
         by_tool.setdefault(run.tool, []).append(run)
     med = {t: statistics.median(r.wall_s for r in rs) for t, rs in by_tool.items()}
-    peers = [v for t, v in med.items() if t != "bulkfetch"]
+    peers = [v for t, v in med.items() if t not in ("bulkfetch", FLOOR)]
     best_peer = min(peers) if peers else None
     extra = " | share of the ceiling" if ceiling_s else ""
     lines = [
@@ -218,8 +224,9 @@ def table(title: str, count: int, size: int, runs: list[Run],
         wall = med[tool]
         ratio = f"{best_peer / wall:.2f}x" if best_peer else "-"
         share = f" | {ceiling_s / wall:.0%}" if ceiling_s else ""
+        name = f"{tool} (reads only, writes nothing)" if tool == FLOOR else tool
         lines.append(
-            f"| {tool} | {wall:.2f} | {count / wall:,.0f} | {count * size / 1e6 / wall:,.0f} | "
+            f"| {name} | {wall:.2f} | {count / wall:,.0f} | {count * size / 1e6 / wall:,.0f} | "
             f"{statistics.median(r.cpu_s for r in rs):.2f} | "
             f"{max(r.rss_mb for r in rs):.0f} | {max(r.pss_mb for r in rs):.0f} | "
             f"{ratio}{share} |"
@@ -318,7 +325,8 @@ def measure(tools: tuple[str, ...], urls: Path, base: Path, count: int, size: in
         for tool in rotated(tools, round_no):
             out = base / tool
             runs.append(run_once(tool, urls, out))
-            verify(out, count, size)
+            if tool != FLOOR:
+                verify(out, count, size)
             shutil.rmtree(out, ignore_errors=True)
     return runs
 
