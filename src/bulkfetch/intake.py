@@ -168,13 +168,13 @@ class Intake:
             for raw in lines:
                 lineno += 1
                 line = parse_line(raw, source=source.name, lineno=lineno)
-                if line is None or not self._planner.admit(line):
+                if line is None or (url_digest := self._planner.admit(line)) is None:
                     continue
                 mine = shard is None or shard.owns(self._planned)
                 self._planned += 1
                 # Another worker's unnamed entry decides nothing for later lines: skip its path.
                 if mine or line.name is not None:
-                    item = self._planner.place(line)
+                    item = self._planner.place(line, url_digest)
                     if mine:
                         planned.append(item)
             if planned:

@@ -108,13 +108,16 @@ class Planner:
 
     def plan(self, line: UrlLine) -> Job | Rejected | None:
         """A job, a rejection, or None for a URL already planned (the first line wins)."""
-        return self.place(line) if self.admit(line) else None
+        url_digest = self.admit(line)
+        return self.place(line, url_digest) if url_digest is not None else None
 
-    def admit(self, line: UrlLine) -> bool:
-        """Record the URL as seen; False if an earlier line had it (the first line wins)."""
-        return self._urls.add(digest(line.url))
+    def admit(self, line: UrlLine) -> bytes | None:
+        """Record the URL as seen and return its digest; None if an earlier line had it (the
+        first line wins)."""
+        url_digest = digest(line.url)
+        return url_digest if self._urls.add(url_digest) else None
 
-    def place(self, line: UrlLine) -> Job | Rejected:
+    def place(self, line: UrlLine, url_digest: bytes) -> Job | Rejected:
         """The job or the rejection for an admitted line. NAMEs are claimed here, so every
         named line must be placed, in list order; an unnamed line affects no other line."""
         url = parse_url(line.url)
@@ -125,7 +128,7 @@ class Planner:
             error = f"{line.where}: not a sha256 (64 hex digits): {line.sha256!r}"
             return Rejected(line.where, line.url, error)
         if line.name is None:
-            path = auto_path(url, digest(line.url))
+            path = auto_path(url, url_digest)
         else:
             try:
                 path = self._claim(check_name(line.name))
