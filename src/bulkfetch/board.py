@@ -129,14 +129,15 @@ class Board:
         span = now - then
         files_rate = (done - done_then) / span if span > 0 else done / elapsed
         bytes_rate = (self._bytes - bytes_then) / span if span > 0 else self._bytes / elapsed
-        expected = self._queued if self._listing_done else self._estimated_total()
+        estimated = None if self._listing_done else self._estimated_total()
+        expected = self._queued if self._listing_done else estimated
         remaining = expected - done if expected is not None else 0
         eta = remaining / files_rate if expected is not None and files_rate > 0 else None
         return Snapshot(
             elapsed_s=elapsed,
             queued=self._queued,
             listing_done=self._listing_done,
-            estimated_total=None if self._listing_done else self._estimated_total(),
+            estimated_total=estimated,
             ok=self._counts[Status.OK],
             failed=self._counts[Status.FAILED],
             not_modified=self._counts[Status.NOT_MODIFIED],

@@ -86,7 +86,7 @@ def run(
     """Run the whole job on a new event loop; SIGINT and SIGTERM stop it cleanly.
 
     `companion` (a display's refresh loop) runs beside the job and is cancelled when it ends.
-    With `shard` (a worker process), only that shard's paths are fetched and the manifest,
+    With `shard` (a worker process), only that shard's entries are fetched and the manifest,
     which the parent created, is appended to.
     """
     with asyncio.Runner() as runner:
