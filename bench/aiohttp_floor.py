@@ -17,6 +17,8 @@ from pathlib import Path
 
 import aiohttp
 
+from bulkfetch.shards import MAX_WORKERS, cores
+
 CHUNK_BYTES = 256 * 1024
 
 
@@ -38,7 +40,7 @@ async def fetch_all(urls: list[str], limit: int) -> None:
 def main() -> None:
     urls = Path(sys.argv[1]).read_text(encoding="utf-8").split()
     concurrency = int(sys.argv[2])
-    procs = min(len(os.sched_getaffinity(0)), concurrency)
+    procs = min(cores(), MAX_WORKERS, concurrency)  # as many processes as bulkfetch forks
     children = []
     for i in range(procs):
         pid = os.fork()

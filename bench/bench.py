@@ -1,7 +1,7 @@
 """bulkfetch against curl, wget2 and aria2c on one local nginx, in one run, as ratios.
 
     ./bench/run [--rounds 3] [--scenarios small,medium,large,latency] [--targets tmpfs,disk]
-                [--tools bulkfetch,curl,wget2,aria2c]
+                [--tools bulkfetch,curl,wget2,aria2c,aiohttp-floor]
 
 Fixtures (random bytes, generated once under /dev/shm and served by nginx from there):
 small 20,000 x 4 KiB, medium 2,000 x 256 KiB, large 4 x 256 MiB. Every tool runs at

@@ -52,6 +52,7 @@ from bulkfetch.state import STATE_FILE
 from bulkfetch.writers import write_all
 
 SEND_INTERVAL_S = 0.1
+MAX_WORKERS = 4  # by default; four did no better than two on two cores
 _FRAME = struct.Struct("!I")
 _PIPE_BYTES = 1 << 20
 
@@ -61,7 +62,7 @@ def choose(requested: int | None, settings: Settings, sources: Sequence[Source])
     only once (a pipe), and one under --rate, --host-rate or --per-host: such a limit is kept
     exactly only where every request passes one pacer, and it, not the CPU, sets the pace.
     One off Linux too: a worker reopens its lists through /proc/self/fd."""
-    count = requested if requested is not None else min(cores(), 4)
+    count = requested if requested is not None else min(cores(), MAX_WORKERS)
     if settings.rate or settings.host_rate or settings.per_host or sys.platform != "linux":
         return 1
     if not all(_rereadable(source) for source in sources):
