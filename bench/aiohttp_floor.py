@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bulkfetch.shards import MAX_WORKERS, cores
+from bulkfetch.workers import MAX_WORKERS, cores
 
 CHUNK_BYTES = 256 * 1024
 

@@ -27,7 +27,7 @@ def test_read_timeout_names_itself(server: Server, tmp_path: Path) -> None:
                    "--read-timeout", "0.5", "--retries", "0", timeout=20)
     assert proc.returncode == 1
     row = read_manifest(tmp_path / "out" / MANIFEST)[url]
-    assert row["error"] == "no data for 0.5s (--read-timeout) (gave up after 1 attempts)"
+    assert row["error"] == "no data for 0.5s (--read-timeout) (gave up after 1 attempt)"
 
 
 def test_a_slow_steady_body_is_not_a_dead_one(server: Server, tmp_path: Path) -> None:

@@ -1,8 +1,7 @@
-"""Rates and host-wide pauses: the pure pacer on a fake clock, then measured at a real server."""
+"""Rates and host-wide pauses, measured at a real server (the pure frontier: test_frontier)."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import socket
 import statistics
@@ -12,46 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bulkfetch.pace import Pacer
 from tests.conftest import run_cli, write_list
 from tests.helpers import MANIFEST, read_manifest
 from tests.server import Server
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def starts(pacer: Pacer, fake: FakeTime, hosts: list[str]) -> list[float]:
-    async def go() -> list[float]:
-        out = []
-        for host in hosts:
-            await pacer.wait(host)
-            out.append(fake.now)
-        return out
-
-    return asyncio.run(go())
-
-
-def test_global_and_host_rates() -> None:
-    fake = FakeTime()
-    pacer = Pacer(rate=10, host_rate=2, clock=fake.clock, sleep=fake.sleep)
-    assert starts(pacer, fake, ["a", "b", "a", "b"]) == pytest.approx([0.0, 0.1, 0.5, 0.6])
-
-
-def test_a_pause_holds_one_host_only() -> None:
-    fake = FakeTime()
-    pacer = Pacer(clock=fake.clock, sleep=fake.sleep)
-    assert not pacer.active
-    pacer.pause("a", 3.0)
-    assert starts(pacer, fake, ["b", "a", "b"]) == [0.0, 3.0, 3.0]
 
 
 def request_times(server: Server, host_prefix: str = "") -> list[float]:

@@ -45,6 +45,7 @@ def busy_board() -> tuple[Board, Clock]:
         board.started(job(n), 1)
         board.responded(job(n), 1000)
         board.received(job(n), 1000)
+        board.ended(job(n))
         board.finished(result(n, Status.FAILED if n == 3 else Status.OK))
         board.snapshot()
     clock.now += 2
@@ -52,6 +53,7 @@ def busy_board() -> tuple[Board, Clock]:
     board.responded(job(8), 5_000_000)
     board.received(job(8), 2_000_000)
     board.started(job(9), 1)
+    board.ended(job(9))
     board.retrying(job(9), 1, 1.0, "HTTP 503")
     return board, clock
 

@@ -4,53 +4,33 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from bulkfetch.intake import Source
 from bulkfetch.models import Settings
-from bulkfetch.shard import Shard
-from bulkfetch.shards import choose
-from tests.conftest import run_cli, write_list
+from bulkfetch.workers import choose, share
+from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
 from tests.helpers import MANIFEST, assert_tidy, read_manifest
 from tests.server import Server
-from tests.test_signals import start_stalled_run
+from tests.test_signals import start_stalled_run, wait_for
 
 
-@pytest.mark.parametrize("count", [2, 3, 4])
-def test_every_entry_has_exactly_one_owner_and_the_deal_is_even(count: int) -> None:
-    shards = [Shard(i, count) for i in range(count)]
-    owners = [[s.index for s in shards if s.owns(seq)] for seq in range(1200)]
-    assert all(len(o) == 1 for o in owners)
-    counts = [sum(1 for o in owners if o[0] == s.index) for s in shards]
-    assert max(counts) - min(counts) <= 1
-    # The first entries (four big files, say): one to each worker before any gets a second.
-    assert len({o[0] for o in owners[:count]}) == count
-    # A list that alternates a big file and its small signature: the big ones are spread.
-    big_to = [o[0] for o in owners[::2]]
-    assert min(big_to.count(i) for i in range(count)) > 600 / count * 0.7
-    assert [Shard(i, 3).share(50) for i in range(3)] == [17, 17, 16]
+def test_the_shares_of_a_limit_add_up_to_it() -> None:
+    assert [share(50, i, 3) for i in range(3)] == [17, 17, 16]
+    assert sum(share(7, i, 4) for i in range(4)) == 7
 
 
 def test_worker_count_follows_the_limits(tmp_path: Path) -> None:
-    listing = write_list(tmp_path / "u", ["http://127.0.0.1/a"])
-    fd = os.open(listing, os.O_RDONLY)
-    read_end, write_end = os.pipe()
-    try:
-        files = [Source("u", fd)]
-        base = Settings(sources=("u",), out=tmp_path, manifest=tmp_path / "m")
-        assert choose(3, base, files) == 3
-        assert choose(3, Settings(sources=(), out=tmp_path, manifest=tmp_path, concurrency=2),
-                      files) == 2
-        for limit in ({"per_host": 4}, {"rate": 100.0}, {"host_rate": 10.0}):
-            limited = Settings(sources=(), out=tmp_path, manifest=tmp_path, **limit)  # type: ignore[arg-type]
-            assert choose(3, limited, files) == 1  # one pacer keeps a shared limit exactly
-        assert choose(3, base, [*files, Source("-", read_end)]) == 1  # a pipe is read once
-    finally:
-        for f in (fd, read_end, write_end):
-            os.close(f)
+    base = Settings(sources=("u",), out=tmp_path, manifest=tmp_path / "m")
+    assert choose(3, base) == 3
+    assert choose(3, Settings(sources=(), out=tmp_path, manifest=tmp_path, concurrency=2)) == 2
+    # Limits shared by all requests are the parent's: they no longer force one process.
+    for limit in ({"per_host": 4}, {"rate": 100.0}, {"host_rate": 10.0}):
+        limited = Settings(sources=(), out=tmp_path, manifest=tmp_path, **limit)  # type: ignore[arg-type]
+        assert choose(3, limited) == 3
 
 
 def test_two_workers_fetch_everything_once(server: Server, tmp_path: Path) -> None:
@@ -130,23 +110,63 @@ def test_signal_to_the_parent_stops_every_worker(
     assert run_cli(str(write_list(tmp_path / "v", done[:1])), "-o", str(out)).returncode == 0
 
 
-def test_a_killed_worker_is_one_line_and_the_rest_is_kept(server: Server, tmp_path: Path) -> None:
-    """The OOM killer or `kill -9` on a worker: no traceback, exit 1, the manifest valid."""
-    proc, out, done = start_stalled_run(server, tmp_path, "-w", "2")
-    workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    assert len(workers) == 2
-    # Kill a worker that has a download on disk: its temp file stays behind.
-    victim = next(out.rglob(".bulkfetch-*.part")).name.split("-")[1]
-    assert victim in workers
-    os.kill(int(victim), signal.SIGKILL)
-    proc.send_signal(signal.SIGTERM)  # the other one stops cleanly
-    _, stderr = proc.communicate(timeout=10)
-    assert proc.returncode == 1, stderr
+def workers_of(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_a_killed_workers_urls_go_to_the_other(server: Server, tmp_path: Path) -> None:
+    """The OOM killer or `kill -9` on a worker: the display says so, what it had in flight
+    goes to the other worker, and the run completes with every URL in the manifest."""
+    urls = [server.url(f"/bytes/{100 + i}?delay=0.3") for i in range(40)]
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        bulkfetch_cmd(str(write_list(tmp_path / "u", urls)), "-o", str(out), "-c", "8",
+                      "-w", "2"),
+        stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )
+    wait_for(lambda: (out / MANIFEST).exists() and server.stats.in_flight == 8)
+    victim = workers_of(proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert f"worker process {victim} died" in stderr
     assert "Traceback" not in stderr
-    assert f"worker process {victim} was killed by SIGKILL" in stderr
-    assert set(read_manifest(out / MANIFEST)) == set(done)
-    litter = list(out.rglob(".bulkfetch-*.part"))
-    assert litter and all(f".bulkfetch-{victim}-" in p.name for p in litter)
-    # The next run on --out removes what the killed worker left.
+    rows = read_manifest(out / MANIFEST)
+    assert set(rows) == set(urls)
+    assert_tidy(out, rows)
+    assert len(server.stats.paths) > len(urls)  # the lost requests were made again
+
+
+def test_a_killed_parent_leaves_no_worker_running(server: Server, tmp_path: Path) -> None:
+    """SIGKILL of the parent: its workers stop within a second, and the next run may start."""
+    proc, out, done = start_stalled_run(server, tmp_path, "-w", "2")
+    children = workers_of(proc.pid)
+    assert len(children) == 2
+    proc.kill()
+    proc.communicate(timeout=10)
+    wait_for(lambda: not any(Path(f"/proc/{c}").exists() and _not_zombie(c) for c in children),
+             timeout=1.0)
+    assert not list(out.rglob(".bulkfetch-*.part"))
     assert run_cli(str(write_list(tmp_path / "v", done[:1])), "-o", str(out)).returncode == 0
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_to_the_whole_group_ends_like_any_sigterm(server: Server, tmp_path: Path) -> None:
+    """`systemctl stop` signals the parent and every worker at once: exit 143, the manifest
+    valid, no temp file left beside the data, no traceback."""
+    proc, out, done = start_stalled_run(server, tmp_path, "-w", "2")
+    for pid in [proc.pid, *workers_of(proc.pid)]:
+        os.kill(pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    rows = read_manifest(out / MANIFEST)
+    assert set(rows) == set(done)
+    assert_tidy(out, rows)
     assert not list(out.rglob(".bulkfetch-*.part"))

@@ -50,6 +50,7 @@ class Snapshot:
     eta_s: float | None
     transfers: tuple[TransferView, ...]
     failures: tuple[str, ...]
+    waiting_on: tuple[str, ...] = ()  # while the window is full: hosts that cannot start now
 
     @property
     def done(self) -> int:
@@ -84,6 +85,8 @@ class Board:
         self._backing_off: set[str] = set()
         self._failures: deque[str] = deque(maxlen=RECENT_FAILURES)
         self._samples: deque[tuple[float, int, int]] = deque()
+        self._in_flight = 0
+        self._waiting_on: tuple[str, ...] = ()
 
     def queued(self) -> None:
         self._queued += 1
@@ -95,8 +98,18 @@ class Board:
         self._listing_done = True
 
     def started(self, job: Job, attempt: int) -> None:
+        self._in_flight += 1
         self._backing_off.discard(job.url)
         self._active[job.url] = _Transfer(job.path, attempt, self._clock())
+
+    def ended(self, job: Job) -> None:
+        self._in_flight -= 1
+
+    def window_full(self, waiting: tuple[str, ...]) -> None:
+        self._waiting_on = waiting
+
+    def worker_lost(self, pid: int, requeued: int) -> None:
+        pass
 
     def responded(self, job: Job, content_length: int | None) -> None:
         if (transfer := self._active.get(job.url)) is not None:
@@ -143,7 +156,7 @@ class Board:
             not_modified=self._counts[Status.NOT_MODIFIED],
             skipped=self._counts[Status.SKIPPED],
             retrying=len(self._backing_off),
-            in_flight=len(self._active),
+            in_flight=self._in_flight,
             limit=self._limit,
             bytes=self._bytes,
             files_per_s=files_rate,
@@ -153,6 +166,7 @@ class Board:
             eta_s=0.0 if self._listing_done and remaining == 0 else eta,
             transfers=self._top_transfers(now),
             failures=tuple(self._failures),
+            waiting_on=self._waiting_on,
         )
 
     def _estimated_total(self) -> int | None:

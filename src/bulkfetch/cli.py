@@ -18,7 +18,8 @@ from typing import Annotated
 import orjson
 import typer
 
-from bulkfetch import creds, lock, runner, shards, tls
+from bulkfetch import client, creds, lock, runner, tls
+from bulkfetch import workers as workers_
 from bulkfetch.intake import Source, SourceError
 from bulkfetch.models import Refetch, Settings, Summary, Timeouts, Tls
 from bulkfetch.plan import STATE_DIR
@@ -57,9 +58,9 @@ def fetch(
     )] = 50,
     workers: Annotated[int | None, typer.Option(
         "--workers", "-w", envvar="BULKFETCH_WORKERS", min=1, max=64,
-        help="Processes that share the work and --concurrency [default: one per usable core "
-        "(CPU affinity, container CPU quota), at most 4; always 1 with --rate, --host-rate, "
-        "--per-host, or a list read from a pipe].",
+        help="Processes that make the requests, sharing --concurrency; every limit holds "
+        "for the whole run [default: one per usable core (CPU affinity, container CPU quota), "
+        "at most 4].",
         show_default=False,
     )] = None,
     retries: Annotated[int, typer.Option(
@@ -87,6 +88,16 @@ def fetch(
     host_rate: Annotated[float | None, typer.Option(
         envvar="BULKFETCH_HOST_RATE", min=0.001, metavar="PER_SECOND", show_default=False,
         help="Most requests per second to any one host.",
+    )] = None,
+    host_errors: Annotated[int, typer.Option(
+        envvar="BULKFETCH_HOST_ERRORS", min=0, max=1_000_000, metavar="N",
+        help="After N connection failures in a row to a host (refused, name not resolved, "
+        "TLS handshake, connect timeout), its remaining URLs fail at once (0: never).",
+    )] = 5,
+    window: Annotated[int | None, typer.Option(
+        envvar="BULKFETCH_WINDOW", min=1, max=100_000_000, metavar="N", show_default=False,
+        help="Entries read ahead of the requests, all hosts together, so that a list sorted "
+        "by host keeps every host busy [default: 200 x --concurrency, at least 10,000].",
     )] = None,
     max_redirects: Annotated[int, typer.Option(
         envvar="BULKFETCH_MAX_REDIRECTS", min=0, max=100, help="Redirects followed per URL.",
@@ -191,6 +202,8 @@ def fetch(
         cookies=cookies,
         headers=tuple(_parse_header(h) for h in header or _env_headers()),
         refetch=_refetch(skip_existing=skip_existing, force=force),
+        host_errors=host_errors,
+        window=window or 0,
     )
     if quiet and verbose:
         raise UsageError("--quiet and --verbose do not go together")
@@ -225,17 +238,11 @@ def fetch(
             stack.enter_context(lock.hold(settings.out / STATE_DIR / "lock"))
         except lock.Locked as exc:
             raise LockedOut(str(exc)) from exc
-        count = shards.choose(workers, settings, opened)
-        if count > 1:
-            summary = shards.run(
-                settings, opened, display, workers=count, companion=display.run,
-                ssl_context=ssl_context, credentials=credentials, cookies=jar,
-            )
-        else:
-            summary = runner.run(
-                settings, opened, display, companion=display.run, ssl_context=ssl_context,
-                credentials=credentials, cookies=jar,
-            )
+        summary = runner.run(
+            settings, opened, display, companion=display.run,
+            extras=client.Extras(ssl_context=ssl_context, credentials=credentials, cookies=jar),
+            processes=workers_.choose(workers, settings),
+        )
     display.show_summary(summary, settings.manifest)
     code = exit_code(summary)
     if summary_json is not None:
@@ -360,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     except SourceError as exc:
         _say(f"error: {exc} (the manifest lists what finished)")
         return EXIT_USAGE
-    except shards.WorkerLost as exc:
+    except workers_.WorkerFailed as exc:
         _say(f"error: {exc}")
         return EXIT_FAILED
     except LockedOut as exc:

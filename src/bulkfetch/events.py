@@ -24,6 +24,9 @@ class Observer(Protocol):
     def started(self, job: Job, attempt: int) -> None:
         """An attempt holds a slot and is about to send its request."""
 
+    def ended(self, job: Job) -> None:
+        """The attempt's request no longer holds its slot (its file may still be written)."""
+
     def responded(self, job: Job, content_length: int | None) -> None:
         """A 2xx answer arrived; its body follows."""
 
@@ -35,3 +38,10 @@ class Observer(Protocol):
 
     def finished(self, result: Result) -> None:
         """The verdict for one URL."""
+
+    def window_full(self, waiting: tuple[str, ...]) -> None:
+        """The read-ahead window is full of entries of hosts that cannot start now (a few of
+        them, described); an empty tuple when the intake moves again."""
+
+    def worker_lost(self, pid: int, requeued: int) -> None:
+        """A worker process died; its `requeued` attempts go to the others."""

@@ -4,29 +4,28 @@ This is the only module that catches aiohttp's exceptions; each becomes a one-li
 and a verdict on whether another attempt could help:
 
     aiohttp.ClientError
-      ├─ TooManyRedirects, InvalidURL, NonHttpUrlClientError, ClientSSLError   final
-      └─ everything else (connect, reset, disconnected, payload cut short)      retried
-    asyncio.TimeoutError                                                        retried
-    OSError from the sink (disk full, permissions, a folder in the way)         final
+      ├─ TooManyRedirects, InvalidURL, NonHttpUrlClientError         FINAL
+      ├─ ClientSSLError                                               TLS (the host's fault)
+      ├─ ClientConnectorError (refused, name not resolved)            CONNECT
+      └─ everything else (reset, disconnected, payload cut short)     TRANSFER
+    asyncio.TimeoutError: ConnectionTimeoutError CONNECT, else        TRANSFER
+    OSError from the sink (disk full, permissions, a folder in the way)  FINAL
+
+Whether another attempt follows is the retry policy's decision (`retry.RetryPolicy.decide`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import aiohttp
-from yarl import URL
 
 from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
-from bulkfetch.models import Job, Result, Resume, Status, Timeouts, Validators
-from bulkfetch.pace import Pacer
-from bulkfetch.redact import redact
-from bulkfetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from bulkfetch.models import Attempt, Failure, Job, Resume, Ticket, Timeouts, Validators
+from bulkfetch.retry import parse_retry_after
 from bulkfetch.sink import ChecksumMismatch, Partial, PendingFile, Sink
 
 CHUNK_BYTES = 256 * 1024
@@ -42,31 +41,7 @@ _FINAL_CLIENT_ERRORS = (
     aiohttp.TooManyRedirects,
     aiohttp.InvalidURL,
     aiohttp.NonHttpUrlClientError,
-    aiohttp.ClientSSLError,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """What one attempt came to."""
-
-    http_status: int | None = None
-    error: str | None = None
-    retryable: bool = False
-    retry_after_s: float | None = None
-    size: int = 0
-    sha256: str | None = None
-    not_modified: bool = False
-    validators: Validators | None = None
-    resume: Resume | None = None  # what the next attempt can continue from
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """The verdict, and what the next run needs to ask conditionally."""
-
-    result: Result
-    validators: Validators | None
 
 
 class ShortBody(Exception):
@@ -77,8 +52,42 @@ class TooBig(Exception):
     """The body is larger than --max-bytes."""
 
 
+class _Trace:
+    """What an attempt has learnt so far: what a failure reports and leaves to continue from."""
+
+    __slots__ = ("http_status", "kept", "validators")
+
+    def __init__(self, kept: Resume | None) -> None:
+        self.http_status: int | None = None
+        self.validators: Validators | None = None
+        self.kept = kept
+
+    def failed(self, error: str, failure: Failure) -> Attempt:
+        return Attempt(http_status=self.http_status, error=error, failure=failure,
+                       resume=self.kept)
+
+
+class Slot:
+    """A request's hold on one of the connector's slots, from before it is sent until its body
+    has arrived; then `ended` tells the scheduler, and the file is written out without it."""
+
+    __slots__ = ("_ended", "_semaphore")
+
+    def __init__(self, semaphore: asyncio.Semaphore, ended: Callable[[], None]) -> None:
+        self._semaphore = semaphore
+        self._ended = ended
+
+    async def __aenter__(self) -> None:
+        await self._semaphore.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._semaphore.release()
+        self._ended()
+
+
 class Fetcher:
-    """Fetches jobs over one shared session; at most `semaphore` attempts at once."""
+    """Makes attempts over one shared session; at most `semaphore` at once. Which attempt comes
+    next, and whether there is one, is the scheduler's business (`engine`)."""
 
     def __init__(
         self,
@@ -86,149 +95,102 @@ class Fetcher:
         semaphore: asyncio.Semaphore,
         sink: Sink,
         *,
-        policy: RetryPolicy,
         timeouts: Timeouts,
         max_redirects: int = 10,
         max_bytes: int | None = None,
         credentials: Credentials | None = None,
-        pacer: Pacer | None = None,
         conditional: bool = True,
         observer: Observer,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session
         self._semaphore = semaphore
         self._big_streams = 0
         self._sink = sink
-        self._policy = policy
         self._timeouts = timeouts
         self._max_redirects = max_redirects
         self._max_bytes = max_bytes
         self._credentials = credentials or Credentials()
-        self._pacer = pacer or Pacer()
         self._conditional = conditional
         self._observer = observer
-        self._sleep = sleep
-        self._clock = clock
 
-    async def fetch(self, job: Job) -> Fetched:
-        """Every attempt the policy allows, then the verdict; never raises for a network fault."""
-        start = self._clock()
-        attempt_no = 0
-        resume = job.resume
-        while True:
-            attempt_no += 1
-            attempt = await self._attempt(job, attempt_no, resume)
-            resume = attempt.resume
-            error = attempt.error
-            if error is None or not attempt.retryable:
-                break
-            if attempt_no > self._policy.retries:
-                error = f"{error} (gave up after {attempt_no} attempts)"
-                break
-            cap = self._policy.retry_after_cap_s
-            if attempt.retry_after_s is not None and attempt.http_status in (429, 503):
-                self._pacer.pause(_host(job.url), min(attempt.retry_after_s, cap))
-            if attempt.retry_after_s is not None and attempt.retry_after_s > cap:
-                error = f"{error}; Retry-After {attempt.retry_after_s:.0f}s exceeds {cap:.0f}s"
-                break
-            delay = self._policy.delay(attempt_no, retry_after_s=attempt.retry_after_s)
-            self._observer.retrying(job, attempt_no, delay, error)
-            await self._sleep(delay)
-        if error:
-            status = Status.FAILED
-        else:
-            status = Status.NOT_MODIFIED if attempt.not_modified else Status.OK
-        # A failure leaves an earlier run's file where it was, and the manifest says so.
-        kept = job.prior.path if job.prior else None
-        result = Result(
-            url=redact(job.url),
-            status=status,
-            path=kept if error else job.path,
-            http_status=attempt.http_status,
-            bytes=attempt.size,
-            sha256=attempt.sha256,
-            attempts=attempt_no,
-            elapsed=round(self._clock() - start, 3),
-            error=redact(error) if error else None,
-        )
-        return Fetched(result, attempt.validators)
-
-    async def _attempt(self, job: Job, attempt_no: int, resume: Resume | None) -> Attempt:
-        http_status: int | None = None
-        kept = resume  # what a failure of this attempt leaves to continue from
-
-        def failed(error: str, *, retryable: bool = True) -> Attempt:
-            return Attempt(http_status=http_status, error=error, retryable=retryable, resume=kept)
-
-        if self._pacer.active:
-            await self._pacer.wait(_host(job.url))
-        await self._semaphore.acquire()
-        holding = True  # a slot is a request in flight; writing the file out needs none
+    async def attempt(self, ticket: Ticket, *, ended: Callable[[], None]) -> Attempt:
+        """One attempt at the ticket's job; never raises for a network or file fault.
+        `ended` is called as soon as the request no longer holds its slot."""
+        job = ticket.job
+        trace = _Trace(ticket.resume)
         try:
-            self._observer.started(job, attempt_no)
-            try:
-                headers = _range(resume) if resume else self._conditions(job)
-                # aiohttp gives up when the count of redirects *reaches* max_redirects.
-                get = self._session.get(
-                    job.url, headers=headers, max_redirects=self._max_redirects + 1,
-                    **self._credentials.request_options(job.url),
-                )
-                async with get as resp:
-                    http_status = resp.status
-                    validators = _validators(resp)
-                    if resp.status == 304 and job.prior is not None:
-                        return Attempt(http_status=304, not_modified=True, validators=validators)
-                    if resume is not None and not _continues(resp, resume):
-                        if resp.status in (200, 206, 416):  # changed, or no ranges: start over
-                            kept = None
-                            await self._sink.drop_partial(job.url)
-                        if resp.status in (206, 416):
-                            return failed(f"cannot resume at byte {resume.offset}")
-                    if not 200 <= resp.status < 300:
-                        return dataclasses.replace(_refused(resp), resume=kept)
-                    announced = (resp.content_length or 0) + (kept.offset if kept else 0)
-                    if self._max_bytes is not None and announced > self._max_bytes:
-                        return failed(_too_big(announced, self._max_bytes), retryable=False)
-                    self._observer.responded(job, resp.content_length)
-                    big = (
-                        (resp.content_length or 0) >= RESUMABLE_BYTES
-                        and self._big_streams < BIG_STREAMS
-                    )
-                    pending = self._sink.open(
-                        job.path, partial=self._partial(job, resp, kept),
-                        flush_bytes=BIG_FLUSH_BYTES if big else CHUNK_BYTES,
-                    )
-                    self._big_streams += big
-                    try:
-                        await self._stream(job, resp, pending)
-                    except BaseException as exc:
-                        keep = not isinstance(exc, OSError | TooBig)
-                        kept = await pending.discard(keep=keep)
-                        raise
-                    finally:
-                        self._big_streams -= big
-                self._semaphore.release()
-                holding = False
-                sha256 = await pending.commit(expect_sha256=job.sha256)
-                return Attempt(
-                    http_status=http_status, size=pending.offset + pending.size, sha256=sha256,
-                    validators=validators,
-                )
-            except (ChecksumMismatch, TooBig) as exc:
-                return failed(str(exc), retryable=False)
-            except _FINAL_CLIENT_ERRORS as exc:
-                return failed(_describe(exc, self._max_redirects), retryable=False)
-            except TimeoutError as exc:
-                return failed(_timed_out(exc, self._timeouts))
-            except (aiohttp.ClientError, ShortBody) as exc:
-                return failed(_describe(exc, self._max_redirects))
-            except OSError as exc:
-                return failed(f"cannot write the file: {exc}", retryable=False)
+            async with Slot(self._semaphore, ended):
+                got = await self._exchange(job, trace)
+            if isinstance(got, Attempt):
+                return got
+            sha256 = await got.commit(expect_sha256=job.sha256)
+            return Attempt(
+                http_status=trace.http_status, size=got.offset + got.size, sha256=sha256,
+                validators=trace.validators,
+            )
+        except (ChecksumMismatch, TooBig) as exc:
+            return trace.failed(str(exc), Failure.FINAL)
+        except _FINAL_CLIENT_ERRORS as exc:
+            return trace.failed(_describe(exc, self._max_redirects), Failure.FINAL)
+        except aiohttp.ClientSSLError as exc:  # before ClientConnectorError, its sibling base
+            return trace.failed(_describe(exc, self._max_redirects), Failure.TLS)
+        except aiohttp.ConnectionTimeoutError as exc:
+            return trace.failed(_timed_out(exc, self._timeouts), Failure.CONNECT)
+        except TimeoutError as exc:
+            return trace.failed(_timed_out(exc, self._timeouts), Failure.TRANSFER)
+        except aiohttp.ClientConnectorError as exc:
+            return trace.failed(_describe(exc, self._max_redirects), Failure.CONNECT)
+        except (aiohttp.ClientError, ShortBody) as exc:
+            return trace.failed(_describe(exc, self._max_redirects), Failure.TRANSFER)
+        except OSError as exc:
+            return trace.failed(f"cannot write the file: {exc}", Failure.FINAL)
+
+    async def _exchange(self, job: Job, trace: _Trace) -> PendingFile | Attempt:
+        """Send the request and take the answer: its body on the way to disk, or the verdict."""
+        resume = trace.kept
+        # aiohttp gives up when the count of redirects *reaches* max_redirects.
+        get = self._session.get(
+            job.url, headers=_range(resume) if resume else self._conditions(job),
+            max_redirects=self._max_redirects + 1, **self._credentials.request_options(job.url),
+        )
+        async with get as resp:
+            trace.http_status = resp.status
+            trace.validators = _validators(resp)
+            if resp.status == 304 and job.prior is not None:
+                return Attempt(http_status=304, not_modified=True, validators=trace.validators)
+            if resume is not None and not _continues(resp, resume):
+                if resp.status in (200, 206, 416):  # changed, or no ranges: start over
+                    trace.kept = None
+                    await self._sink.drop_partial(job.url)
+                if resp.status in (206, 416):
+                    error = f"cannot resume at byte {resume.offset}"
+                    return trace.failed(error, Failure.TRANSFER)
+            if not 200 <= resp.status < 300:
+                return dataclasses.replace(_refused(resp), resume=trace.kept)
+            announced = (resp.content_length or 0) + (trace.kept.offset if trace.kept else 0)
+            if self._max_bytes is not None and announced > self._max_bytes:
+                return trace.failed(_too_big(announced, self._max_bytes), Failure.FINAL)
+            self._observer.responded(job, resp.content_length)
+            return await self._receive(job, resp, trace)
+
+    async def _receive(
+        self, job: Job, resp: aiohttp.ClientResponse, trace: _Trace
+    ) -> PendingFile:
+        """The whole body into a pending file (not yet published)."""
+        big = (resp.content_length or 0) >= RESUMABLE_BYTES and self._big_streams < BIG_STREAMS
+        pending = self._sink.open(
+            job.path, partial=self._partial(job, resp, trace.kept),
+            flush_bytes=BIG_FLUSH_BYTES if big else CHUNK_BYTES,
+        )
+        self._big_streams += big
+        try:
+            await self._stream(job, resp, pending)
+        except BaseException as exc:
+            trace.kept = await pending.discard(keep=not isinstance(exc, OSError | TooBig))
+            raise
         finally:
-            if holding:
-                self._semaphore.release()
+            self._big_streams -= big
+        return pending
 
     def _partial(
         self, job: Job, resp: aiohttp.ClientResponse, resume: Resume | None
@@ -269,10 +231,6 @@ class Fetcher:
             raise ShortBody(f"body cut short: {pending.size} of {expected} bytes")
 
 
-def _host(url: str) -> str:
-    return URL(url).host or ""
-
-
 def _too_big(size: int, limit: int, *, so_far: bool = False) -> str:
     what = f"more than {limit:,} bytes arrived" if so_far else f"the body is {size:,} bytes"
     return f"{what}; --max-bytes is {limit:,}"
@@ -305,12 +263,11 @@ def _validators(resp: aiohttp.ClientResponse) -> Validators | None:
 
 def _refused(resp: aiohttp.ClientResponse) -> Attempt:
     """A non-2xx answer: retried when the status says a later try may work."""
-    retryable = resp.status in RETRYABLE_STATUSES
     return Attempt(
         http_status=resp.status,
         error=f"HTTP {resp.status} {resp.reason or ''}".rstrip(),
-        retryable=retryable,
-        retry_after_s=parse_retry_after(resp.headers.get("Retry-After")) if retryable else None,
+        failure=Failure.STATUS,
+        retry_after_s=parse_retry_after(resp.headers.get("Retry-After")),
     )
 
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 from bulkfetch.models import Job, Prior, Refetch, Result, Resume, Status
 from bulkfetch.plan import Planner, Rejected
-from bulkfetch.redact import redact
-from bulkfetch.shard import Shard
+from bulkfetch.redact import redacted_result
 from bulkfetch.state import StateReader
 from bulkfetch.urllist import parse_line
 
@@ -69,10 +68,7 @@ class Intake:
         state: Callable[[], StateReader] | None = None,
         refetch: Refetch = Refetch.REVALIDATE,
         find_resume: Callable[[str], Resume | None] | None = None,
-        shard: Shard | None = None,
     ) -> None:
-        self._shard = shard
-        self._planned = 0  # entries planned so far, all lists together: a worker's share by it
         self._sources = sources
         self._planner = planner
         self._open_state = state
@@ -127,9 +123,7 @@ class Intake:
         if prior is None:
             return item
         if self._refetch is Refetch.SKIP_EXISTING:
-            return Result(url=redact(item.url), status=Status.SKIPPED, path=prior.path,
-                          http_status=None, bytes=0, sha256=None, attempts=0, elapsed=0.0,
-                          error=None)
+            return redacted_result(item.url, Status.SKIPPED, path=prior.path)
         return dataclasses.replace(item, prior=prior)
 
     def _read_all(self, post: _Post) -> None:
@@ -164,19 +158,11 @@ class Intake:
             else:
                 lines, tail = ([tail] if tail else []), b""
             planned: list[Job | Rejected] = []
-            shard = self._shard
             for raw in lines:
                 lineno += 1
                 line = parse_line(raw, source=source.name, lineno=lineno)
-                if line is None or (url_digest := self._planner.admit(line)) is None:
-                    continue
-                mine = shard is None or shard.owns(self._planned)
-                self._planned += 1
-                # Another worker's unnamed entry decides nothing for later lines: skip its path.
-                if mine or line.name is not None:
-                    item = self._planner.place(line, url_digest)
-                    if mine:
-                        planned.append(item)
+                if line is not None and (item := self._planner.plan(line)) is not None:
+                    planned.append(item)
             if planned:
                 post((self._decide(planned), self.read_bytes))
             if not block:

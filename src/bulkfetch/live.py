@@ -68,6 +68,8 @@ def render_table(snap: Snapshot) -> RenderableType:
         "time", f"{human_duration(snap.elapsed_s)} elapsed   ETA {human_duration(snap.eta_s)}"
     )
     overview.add_row("in flight", f"{snap.in_flight} / {snap.limit}")
+    if snap.waiting_on:
+        overview.add_row("waiting on", Text("; ".join(snap.waiting_on), style="yellow"))
     parts: list[RenderableType] = [overview]
     if snap.transfers:
         transfers = Table(box=None, padding=(0, 1), expand=False, header_style="bold")

@@ -70,9 +70,48 @@ class Job:
     where: str
     url: str
     path: SafeRelPath
+    host: str = ""  # "host:port", lower-cased: what --per-host, --host-rate and pauses count by
     prior: Prior | None = None
     resume: Resume | None = None
     sha256: str | None = None  # the digest the body must have (lower-case hex)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A job on its way through the frontier: how many attempts it has had, and from where the
+    next one continues. `id` names it between the scheduler and a worker process."""
+
+    id: int
+    job: Job
+    attempts: int = 0  # attempts made so far
+    resume: Resume | None = None
+    first_start: float | None = None  # monotonic (shared by all processes on Linux)
+
+
+class Failure(enum.StrEnum):
+    """Why an attempt failed, for the retry policy and the dead-host count."""
+
+    NONE = "none"
+    STATUS = "status"  # an HTTP status that is not 2xx
+    CONNECT = "connect"  # refused, name not resolved, TLS handshake, connect timeout
+    TRANSFER = "transfer"  # reset, cut short, timed out after connecting
+    TLS = "tls"  # the handshake failed: final for the URL, counted against the host
+    FINAL = "final"  # nothing another attempt could change (redirect loop, checksum, disk)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt came to."""
+
+    http_status: int | None = None
+    error: str | None = None
+    failure: Failure = Failure.NONE
+    retry_after_s: float | None = None
+    size: int = 0
+    sha256: str | None = None
+    not_modified: bool = False
+    validators: Validators | None = None
+    resume: Resume | None = None  # what the next attempt can continue from
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +171,8 @@ class Settings:
     cookies: Path | None = None
     headers: tuple[tuple[str, str], ...] = ()
     refetch: Refetch = Refetch.REVALIDATE
+    host_errors: int = 5  # consecutive connection failures that end a host's URLs; 0: never
+    window: int = 0  # entries held at once, all hosts together; 0: sized from --concurrency
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from yarl import URL
 
 from bulkfetch.models import Job, Result, SafeRelPath, Status, UrlLine
-from bulkfetch.redact import redact
+from bulkfetch.redact import redacted_result
 from bulkfetch.seen import DIGEST_BYTES, DigestSet
 
 STATE_DIR = ".bulkfetch"
@@ -40,10 +40,7 @@ class Rejected:
     error: str
 
     def as_result(self) -> Result:
-        return Result(
-            url=redact(self.url), status=Status.FAILED, path=None, http_status=None, bytes=0,
-            sha256=None, attempts=0, elapsed=0.0, error=redact(self.error),
-        )
+        return redacted_result(self.url, Status.FAILED, error=self.error)
 
 
 def parse_url(text: str) -> URL | None:
@@ -55,6 +52,11 @@ def parse_url(text: str) -> URL | None:
     if url.scheme not in ("http", "https") or not url.raw_host:
         return None
     return url
+
+
+def host_key(url: URL) -> str:
+    """What politeness counts by: the host, lower-cased, and the port (as aiohttp's pool)."""
+    return f"{(url.raw_host or '').lower()}:{url.port}"
 
 
 def _clean(segment: str) -> str:
@@ -134,7 +136,9 @@ class Planner:
                 path = self._claim(check_name(line.name))
             except ValueError as exc:
                 return Rejected(line.where, line.url, f"{line.where}: NAME {line.name!r} {exc}")
-        return Job(where=line.where, url=line.url, path=path, sha256=checksum)
+        return Job(
+            where=line.where, url=line.url, path=path, host=host_key(url), sha256=checksum
+        )
 
     def _claim(self, path: SafeRelPath) -> SafeRelPath:
         """Reserve a NAME so that no other NAME is the same file or needs it as a folder."""

@@ -66,6 +66,16 @@ def total(snap: Snapshot) -> str:
 
 def status_line(snap: Snapshot) -> str:
     """One plain line for logs: no escapes, no carriage returns."""
+    return _status(snap) + waiting_note(snap)
+
+
+def waiting_note(snap: Snapshot) -> str:
+    if not snap.waiting_on:
+        return ""
+    return "; window full, waiting on " + ", ".join(snap.waiting_on)
+
+
+def _status(snap: Snapshot) -> str:
     return (
         f"{snap.done:,}/{total(snap)} done: {snap.ok:,} ok, {snap.failed:,} failed, "
         f"{snap.not_modified + snap.skipped:,} unchanged, {snap.retrying:,} retrying; "
@@ -125,6 +135,15 @@ class Display:
 
     def started(self, job: Job, attempt: int) -> None:
         self.board.started(job, attempt)
+
+    def ended(self, job: Job) -> None:
+        self.board.ended(job)
+
+    def window_full(self, waiting: tuple[str, ...]) -> None:
+        self.board.window_full(waiting)
+
+    def worker_lost(self, pid: int, requeued: int) -> None:
+        self.say(f"worker process {pid} died; its {requeued} URLs in flight go to the others")
 
     def responded(self, job: Job, content_length: int | None) -> None:
         self.board.responded(job, content_length)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from bulkfetch.models import Result, Status
+
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s@:]*):[^/\s@]*@")
 
 
@@ -12,3 +14,23 @@ def redact(text: str) -> str:
     if "@" not in text:  # nearly every URL: skip the regex (it ran once per result)
         return text
     return _USERINFO.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+def redacted_result(
+    url: str,
+    status: Status,
+    *,
+    path: str | None = None,
+    http_status: int | None = None,
+    size: int = 0,
+    sha256: str | None = None,
+    attempts: int = 0,
+    elapsed: float = 0.0,
+    error: str | None = None,
+) -> Result:
+    """The one way a Result is made: the URL and the error are masked here, once."""
+    return Result(
+        url=redact(url), status=status, path=path, http_status=http_status, bytes=size,
+        sha256=sha256, attempts=attempts, elapsed=elapsed,
+        error=redact(error) if error else None,
+    )

@@ -1,4 +1,5 @@
-"""Retry policy, pure: which answers are worth another attempt, and how long to wait first."""
+"""Retry policy, pure: which attempts are worth another, how long to wait first, and when the
+whole host must wait. Every such decision is `RetryPolicy.decide` (urllib3's `Retry` shape)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bulkfetch.models import Attempt, Failure
+
 Uniform = Callable[[float, float], float]
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+PAUSING_STATUSES = frozenset({429, 503})  # with Retry-After: the host, not the URL, is busy
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What follows an attempt."""
+
+    retry_in_s: float | None = None  # None: there is no next attempt
+    pause_host_s: float | None = None  # nothing starts on the host for this long
+    error: str | None = None  # the URL's final error; None with a retry, or on success
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +34,36 @@ class RetryPolicy:
     base_s: float = 0.5
     cap_s: float = 30.0
     retry_after_cap_s: float = 300.0
+
+    def decide(self, attempt: Attempt, attempts: int, *, uniform: Uniform = random.uniform
+               ) -> Verdict:
+        """The verdict after `attempts` attempts, the last of which is `attempt`. A pause the
+        server asked for holds its host even when this URL gives up."""
+        error = attempt.error
+        if error is None:
+            return Verdict()
+        after = attempt.retry_after_s
+        pause = None
+        if after is not None and attempt.http_status in PAUSING_STATUSES:
+            pause = min(after, self.retry_after_cap_s)
+        if not self.retryable(attempt):
+            return Verdict(pause_host_s=pause, error=error)
+        if attempts > self.retries:
+            plural = "s" if attempts != 1 else ""
+            return Verdict(pause_host_s=pause, error=f"{error} (gave up after {attempts} "
+                           f"attempt{plural})")
+        if after is not None and after > self.retry_after_cap_s:
+            cap = self.retry_after_cap_s
+            return Verdict(pause_host_s=pause,
+                           error=f"{error}; Retry-After {after:.0f}s exceeds {cap:.0f}s")
+        return Verdict(retry_in_s=self.delay(attempts, retry_after_s=after, uniform=uniform),
+                       pause_host_s=pause)
+
+    @staticmethod
+    def retryable(attempt: Attempt) -> bool:
+        if attempt.failure is Failure.STATUS:
+            return attempt.http_status in RETRYABLE_STATUSES
+        return attempt.failure in (Failure.CONNECT, Failure.TRANSFER)
 
     def backoff(self, attempt: int, *, uniform: Uniform = random.uniform) -> float:
         """Seconds before attempt `attempt + 1`: half fixed, half random ("equal jitter")."""

@@ -1,4 +1,5 @@
-"""The run: one session, one connector, one semaphore, a fixed set of workers, signals, summary."""
+"""The run: the scheduler on one event loop, attempts on it or in worker processes, signals,
+the manifest and the tally."""
 
 from __future__ import annotations
 
@@ -7,45 +8,21 @@ import contextlib
 import functools
 import os
 import signal
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
-from http.cookies import Morsel
 
-import aiohttp
-import aiohttp.abc
-from yarl import URL
-
-from bulkfetch import __version__
-from bulkfetch.creds import Credentials
+from bulkfetch import client, workers
+from bulkfetch.engine import Engine, Executor, local_executor, window_for
 from bulkfetch.events import Observer
-from bulkfetch.fetch import CHUNK_BYTES, Fetcher
-from bulkfetch.intake import Intake, Source, SourceError
+from bulkfetch.frontier import Frontier
+from bulkfetch.intake import Intake, Source
 from bulkfetch.manifest import Manifest
-from bulkfetch.models import Job, Refetch, Result, Settings, Status, Summary, Validators
-from bulkfetch.pace import Pacer
+from bulkfetch.models import Job, Result, Settings, Status, Summary, Validators
 from bulkfetch.plan import STATE_DIR, Planner
 from bulkfetch.retry import RetryPolicy
-from bulkfetch.shard import Shard
 from bulkfetch.sink import Sink
 from bulkfetch.state import STATE_FILE, StateReader, StateWriter
 from bulkfetch.writers import Writers
-
-# Workers beyond the limit keep every slot busy while some of them sleep in a backoff.
-SPARE_WORKERS = 0.5
-
-_Record = Callable[[Result, Job | None, Validators | None], None]
-
-
-@dataclass(frozen=True, slots=True)
-class _Extras:
-    """What the CLI prepared from files and the environment before the loop started."""
-
-    ssl_context: ssl.SSLContext | bool
-    credentials: Credentials
-    cookies: Sequence[tuple[Morsel[str], URL]]
-    shard: Shard | None
 
 
 class Tally:
@@ -78,22 +55,24 @@ def run(
     observer: Observer,
     *,
     companion: Callable[[], Coroutine[object, object, None]] | None = None,
-    ssl_context: ssl.SSLContext | bool = True,
-    credentials: Credentials | None = None,
-    cookies: Sequence[tuple[Morsel[str], URL]] = (),
-    shard: Shard | None = None,
+    extras: client.Extras | None = None,
+    processes: int = 1,
 ) -> Summary:
     """Run the whole job on a new event loop; SIGINT and SIGTERM stop it cleanly.
 
     `companion` (a display's refresh loop) runs beside the job and is cancelled when it ends.
-    With `shard` (a worker process), only that shard's entries are fetched and the manifest,
-    which the parent created, is appended to.
+    With `processes` > 1, attempts are made by that many forked workers (forked here, before
+    the loop and its threads exist) while this process schedules, writes the manifest and
+    shows progress.
     """
-    with asyncio.Runner() as runner:
-        return runner.run(_main(
-            settings, sources, observer, companion,
-            _Extras(ssl_context, credentials or Credentials(), cookies, shard),
-        ))
+    extras = extras or client.Extras()
+    pool = workers.spawn(processes, settings, extras) if processes > 1 else None
+    try:
+        with asyncio.Runner() as runner:
+            return runner.run(_main(settings, sources, observer, companion, extras, pool))
+    finally:
+        if pool is not None:
+            pool.reap()
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -134,7 +113,8 @@ async def _main(
     sources: Sequence[Source],
     observer: Observer,
     companion: Callable[[], Coroutine[object, object, None]] | None,
-    extras: _Extras,
+    extras: client.Extras,
+    pool: workers.Pool | None,
 ) -> Summary:
     main = asyncio.current_task()
     assert main is not None
@@ -150,7 +130,7 @@ async def _main(
     with handling_signals(on_signal):
         async with beside(companion):
             try:
-                await _fetch_all(settings, sources, observer, tally, extras)
+                await _fetch_all(settings, sources, observer, tally, extras, pool)
             except asyncio.CancelledError:
                 if not received:
                     raise
@@ -162,91 +142,66 @@ async def _fetch_all(
     sources: Sequence[Source],
     observer: Observer,
     tally: Tally,
-    extras: _Extras,
+    extras: client.Extras,
+    pool: workers.Pool | None,
 ) -> None:
-    limit = settings.concurrency
     writers = Writers()
     state_path = settings.out / STATE_DIR / STATE_FILE
     try:
-        async with (
-            Manifest(
-                settings.manifest, writers, state=StateWriter(state_path),
-                append=extras.shard is not None,
-            ) as manifest,
-            _session(settings, extras) as session,
-        ):
+        async with Manifest(
+            settings.manifest, writers, state=StateWriter(state_path)
+        ) as manifest:
             def record(result: Result, job: Job | None, validators: Validators | None) -> None:
                 prior = job.prior if job else None
-                url = job.url if job else None
-                manifest.add(result, url=url, validators=validators, prior=prior)
+                manifest.add(result, url=job.url if job else None, validators=validators,
+                             prior=prior)
                 tally.add(result)
                 observer.finished(result)
 
             sink = Sink(settings.out, writers)
-            fetcher = Fetcher(
-                session,
-                asyncio.Semaphore(limit),
-                sink,
-                policy=RetryPolicy(retries=settings.retries),
-                timeouts=settings.timeouts,
-                max_redirects=settings.max_redirects,
-                max_bytes=settings.max_bytes,
-                credentials=extras.credentials,
-                pacer=Pacer(rate=settings.rate, host_rate=settings.host_rate),
-                conditional=settings.refetch is Refetch.REVALIDATE,
-                observer=observer,
+            engine = Engine(
+                Frontier(per_host=settings.per_host, rate=settings.rate,
+                         host_rate=settings.host_rate),
+                RetryPolicy(retries=settings.retries),
+                record,
+                observer,
+                window=window_for(settings.concurrency, settings.window),
+                host_errors=settings.host_errors,
             )
-            reserved = _reserved(settings)
             intake = Intake(
                 sources,
-                Planner(reserved=reserved),
+                Planner(reserved=_reserved(settings)),
                 state=functools.partial(StateReader, state_path, settings.out),
                 refetch=settings.refetch,
                 find_resume=sink.find_resume,
-                shard=extras.shard,
             )
-            jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * limit)
-            workers = limit + max(1, int(limit * SPARE_WORKERS))
-            async with asyncio.TaskGroup() as group:
-                feed = group.create_task(_feed(intake, jobs, record, observer, workers=workers))
-                for _ in range(workers):
-                    group.create_task(_work(fetcher, jobs, record))
-            if (broken := feed.result()) is not None:
+            async with _executor(settings, extras, sink, engine, observer, pool) as executor:
+                broken = await engine.run(intake, executor)
+            if broken is not None:
                 raise broken
     finally:
         writers.close()
 
 
-def _session(settings: Settings, extras: _Extras) -> aiohttp.ClientSession:
-    agent = settings.user_agent or f"bulkfetch/{__version__}"
-    headers = {"User-Agent": agent, "Accept-Encoding": "identity"}
-    # A header given twice on the command line is sent twice; a default is replaced.
-    extra = {name.lower() for name, _ in settings.headers}
-    base = {k: v for k, v in headers.items() if k.lower() not in extra}
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(
-            limit=settings.concurrency, limit_per_host=settings.per_host, ssl=extras.ssl_context
-        ),
-        cookie_jar=_cookie_jar(extras.cookies),
-        timeout=aiohttp.ClientTimeout(
-            total=settings.timeouts.total_s,
-            sock_connect=settings.timeouts.connect_s,
-            sock_read=settings.timeouts.read_s,
-        ),
-        headers=[*base.items(), *settings.headers],
-        auto_decompress=False,
-        read_bufsize=CHUNK_BYTES,  # smaller, and the socket pauses and resumes per chunk
-    )
-
-
-def _cookie_jar(cookies: Sequence[tuple[Morsel[str], URL]]) -> aiohttp.abc.AbstractCookieJar:
-    """No jar at all without --cookies: a million answers' Set-Cookie must not pile up."""
-    if not cookies:
-        return aiohttp.DummyCookieJar()
-    jar = aiohttp.CookieJar(unsafe=True)  # unsafe: also for hosts given as IP addresses
-    for morsel, url in cookies:
-        jar.update_cookies({morsel.key: morsel}, response_url=url)
-    return jar
+@contextlib.asynccontextmanager
+async def _executor(
+    settings: Settings,
+    extras: client.Extras,
+    sink: Sink,
+    engine: Engine,
+    observer: Observer,
+    pool: workers.Pool | None,
+) -> AsyncIterator[Executor]:
+    if pool is not None:
+        async with pool.executor(engine, observer) as remote:
+            yield remote
+        return
+    limit = settings.concurrency
+    async with (
+        client.fetcher(settings, extras, sink, observer, limit=limit) as fetcher,
+        local_executor(fetcher, limit, engine) as local,
+    ):
+        yield local
 
 
 def _reserved(settings: Settings) -> frozenset[str]:
@@ -255,39 +210,3 @@ def _reserved(settings: Settings) -> frozenset[str]:
     except ValueError:
         return frozenset()
     return frozenset({inside.as_posix()})
-
-
-async def _feed(
-    intake: Intake,
-    jobs: asyncio.Queue[Job | None],
-    record: _Record,
-    observer: Observer,
-    *,
-    workers: int,
-) -> SourceError | None:
-    """Hand the lists' jobs to the workers. A list that breaks off ends the intake, not the run:
-    what is already queued still finishes, and the error is returned for the end."""
-    broken = None
-    try:
-        async for batch, read_bytes in intake.batches():
-            # Counted as listed before the queue takes them, so count and position agree.
-            for _ in batch:
-                observer.queued()
-            observer.listing_read(read_bytes, intake.total_bytes)
-            for item in batch:
-                if isinstance(item, Result):
-                    record(item, None, None)
-                else:
-                    await jobs.put(item)
-    except SourceError as exc:
-        broken = exc
-    observer.listing_done()
-    for _ in range(workers):
-        await jobs.put(None)
-    return broken
-
-
-async def _work(fetcher: Fetcher, jobs: asyncio.Queue[Job | None], record: _Record) -> None:
-    while (job := await jobs.get()) is not None:
-        fetched = await fetcher.fetch(job)
-        record(fetched.result, job, fetched.validators)

@@ -1,0 +1,85 @@
+"""One process's HTTP client: the single session, its connector, and the Fetcher over them.
+
+The connector's limit and the Fetcher's semaphore are the same number: this process's slots
+(all of --concurrency in one process, a worker's share with --workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from http.cookies import Morsel
+
+import aiohttp
+import aiohttp.abc
+from yarl import URL
+
+from bulkfetch import __version__
+from bulkfetch.creds import Credentials
+from bulkfetch.events import Observer
+from bulkfetch.fetch import CHUNK_BYTES, Fetcher
+from bulkfetch.models import Refetch, Settings
+from bulkfetch.sink import Sink
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """What the CLI prepared from files and the environment before the loop started."""
+
+    ssl_context: ssl.SSLContext | bool = True
+    credentials: Credentials = field(default_factory=Credentials)
+    cookies: Sequence[tuple[Morsel[str], URL]] = ()
+
+
+@contextlib.asynccontextmanager
+async def fetcher(
+    settings: Settings, extras: Extras, sink: Sink, observer: Observer, *, limit: int
+) -> AsyncIterator[Fetcher]:
+    """A Fetcher with `limit` slots over a new session, closed on the way out."""
+    async with _session(settings, extras, limit) as session:
+        yield Fetcher(
+            session,
+            asyncio.Semaphore(limit),
+            sink,
+            timeouts=settings.timeouts,
+            max_redirects=settings.max_redirects,
+            max_bytes=settings.max_bytes,
+            credentials=extras.credentials,
+            conditional=settings.refetch is Refetch.REVALIDATE,
+            observer=observer,
+        )
+
+
+def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSession:
+    agent = settings.user_agent or f"bulkfetch/{__version__}"
+    headers = {"User-Agent": agent, "Accept-Encoding": "identity"}
+    # A header given twice on the command line is sent twice; a default is replaced.
+    extra = {name.lower() for name, _ in settings.headers}
+    base = {k: v for k, v in headers.items() if k.lower() not in extra}
+    return aiohttp.ClientSession(
+        # --per-host is the scheduler's (exact across processes); the pool needs no limit of
+        # its own per host.
+        connector=aiohttp.TCPConnector(limit=limit, ssl=extras.ssl_context),
+        cookie_jar=_cookie_jar(extras.cookies),
+        timeout=aiohttp.ClientTimeout(
+            total=settings.timeouts.total_s,
+            sock_connect=settings.timeouts.connect_s,
+            sock_read=settings.timeouts.read_s,
+        ),
+        headers=[*base.items(), *settings.headers],
+        auto_decompress=False,
+        read_bufsize=CHUNK_BYTES,  # smaller, and the socket pauses and resumes per chunk
+    )
+
+
+def _cookie_jar(cookies: Sequence[tuple[Morsel[str], URL]]) -> aiohttp.abc.AbstractCookieJar:
+    """No jar at all without --cookies: a million answers' Set-Cookie must not pile up."""
+    if not cookies:
+        return aiohttp.DummyCookieJar()
+    jar = aiohttp.CookieJar(unsafe=True)  # unsafe: also for hosts given as IP addresses
+    for morsel, url in cookies:
+        jar.update_cookies({morsel.key: morsel}, response_url=url)
+    return jar

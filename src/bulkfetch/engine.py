@@ -1,0 +1,263 @@
+"""The scheduler: the lists into the frontier, tickets out to free slots, verdicts back.
+
+    intake thread ─batches→ feed ──add──→ Frontier ──take──→ dispatch ──start──→ Executor
+                             ▲ window        ▲ later / pause / ended                │
+                             └──────────── settle(ticket, attempt) ◄────────────────┘
+
+The engine runs on one event loop and decides everything shared by all requests: which ticket
+starts when (the frontier), what an attempt's outcome means (the retry policy), when a host is
+given up on (--host-errors), and each URL's Result. An Executor only makes attempts: tasks on
+this loop (`LocalExecutor`), or worker processes (`workers.ProcessExecutor`), so every limit
+holds exactly whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from bulkfetch.events import Observer
+from bulkfetch.fetch import Fetcher
+from bulkfetch.frontier import Frontier
+from bulkfetch.intake import Intake, SourceError
+from bulkfetch.models import Attempt, Failure, Job, Result, Status, Ticket, Validators
+from bulkfetch.redact import redacted_result
+from bulkfetch.retry import RetryPolicy
+
+Record = Callable[[Result, Job | None, Validators | None], None]
+WINDOW_PER_SLOT = 200  # entries read ahead per slot of --concurrency (see DESIGN: the window)
+WINDOW_MIN = 10_000
+WINDOW_REPORT_S = 1.0
+
+
+class Executor(Protocol):
+    def room(self) -> bool:
+        """A slot is free for another attempt."""
+
+    def start(self, ticket: Ticket) -> None:
+        """Make the ticket's next attempt; report through the engine's `ended` and `settle`."""
+
+
+def window_for(concurrency: int, asked: int = 0) -> int:
+    return asked or max(WINDOW_MIN, WINDOW_PER_SLOT * concurrency)
+
+
+class Engine:
+    def __init__(
+        self,
+        frontier: Frontier,
+        policy: RetryPolicy,
+        record: Record,
+        observer: Observer,
+        *,
+        window: int,
+        host_errors: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._frontier = frontier
+        self._policy = policy
+        self._record = record
+        self._observer = observer
+        self._window = window
+        self._host_errors = host_errors
+        self._clock = clock
+        self._ids = itertools.count()
+        self._open = 0  # tickets not yet settled for good: what the window counts
+        self._listed = False
+        self._changed = asyncio.Event()  # something may have become startable
+        self._window_room = asyncio.Event()
+        self._failing: dict[str, int] = {}  # consecutive connection failures by host
+
+    async def run(self, intake: Intake, executor: Executor) -> SourceError | None:
+        """Until every entry of the lists has its Result. A list that breaks off ends the
+        intake, not the run: what is already open still finishes, and the error is returned."""
+        async with asyncio.TaskGroup() as group:
+            feed = group.create_task(self._feed(intake))
+            group.create_task(self._dispatch(executor))
+        return feed.result()
+
+    # The executor reports here.
+
+    def ended(self, ticket: Ticket) -> None:
+        """The ticket's request no longer holds its slot (the body may still be written)."""
+        self._frontier.ended(ticket, self._clock())
+        self._observer.ended(ticket.job)
+        self._changed.set()
+
+    def settle(self, ticket: Ticket, attempt: Attempt) -> None:
+        """Decide what an attempt's outcome means: a Result, or a retry through its host."""
+        now = self._clock()
+        job = ticket.job
+        verdict = self._policy.decide(attempt, ticket.attempts)
+        if verdict.pause_host_s:
+            self._frontier.pause(job.host, now + verdict.pause_host_s, now)
+        self._count_host(job.host, attempt, now)
+        error = verdict.error
+        if verdict.retry_in_s is not None:
+            if not self._frontier.is_dead(job.host):
+                assert attempt.error is not None
+                self._observer.retrying(job, ticket.attempts, verdict.retry_in_s, attempt.error)
+                retry = dataclasses.replace(ticket, resume=attempt.resume)
+                self._frontier.later(retry, now + verdict.retry_in_s)
+                self._changed.set()
+                return
+            error = f"{attempt.error}; {self._dead(job.host)}"
+        self._finish(ticket, attempt, error, now)
+
+    def lost(self, ticket: Ticket) -> None:
+        """The process making this attempt died: the ticket goes back, its attempt uncounted."""
+        again = dataclasses.replace(ticket, attempts=ticket.attempts - 1)
+        self._frontier.later(again, self._clock())
+        self._changed.set()
+
+    # The two tasks.
+
+    async def _feed(self, intake: Intake) -> SourceError | None:
+        broken = None
+        try:
+            async for batch, read_bytes in intake.batches():
+                for _ in batch:  # counted as listed before the window takes them
+                    self._observer.queued()
+                self._observer.listing_read(read_bytes, intake.total_bytes)
+                for item in batch:
+                    if isinstance(item, Result):
+                        self._record(item, None, None)
+                    else:
+                        await self._wait_for_window()
+                        self._admit(item)
+        except SourceError as exc:
+            broken = exc
+        self._listed = True
+        self._observer.listing_done()
+        self._changed.set()
+        return broken
+
+    async def _dispatch(self, executor: Executor) -> None:
+        frontier = self._frontier
+        while True:
+            now = self._clock()
+            if executor.room() and (ticket := frontier.take(now)) is not None:
+                self._start(ticket, executor, now)
+                continue
+            if self._listed and not self._open:
+                return
+            self._changed.clear()
+            wake = frontier.wake_at() if executor.room() else None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(None if wake is None else max(0.0, wake - now)):
+                    await self._changed.wait()
+
+    # Below: the steps.
+
+    def _admit(self, job: Job) -> None:
+        ticket = Ticket(next(self._ids), job, resume=job.resume)
+        self._open += 1
+        if self._frontier.is_dead(job.host):
+            self._finish(ticket, None, self._dead(job.host), self._clock())
+            return
+        self._frontier.add(ticket, self._clock())
+        self._changed.set()
+
+    def _start(self, ticket: Ticket, executor: Executor, now: float) -> None:
+        ticket = dataclasses.replace(
+            ticket, attempts=ticket.attempts + 1,
+            first_start=now if ticket.first_start is None else ticket.first_start,
+        )
+        self._observer.started(ticket.job, ticket.attempts)
+        executor.start(ticket)
+
+    async def _wait_for_window(self) -> None:
+        """Hold the intake while the window is full; say which hosts the run is waiting on."""
+        reported = False
+        while self._open >= self._window:
+            waiting = sorted(self._frontier.waiting(self._clock()), key=lambda w: -w.tickets)
+            self._observer.window_full(tuple(
+                f"{w.host} ({w.tickets:,} waiting, {w.reason})" for w in waiting[:3]
+            ))
+            reported = True
+            self._window_room.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WINDOW_REPORT_S):
+                    await self._window_room.wait()
+        if reported:
+            self._observer.window_full(())
+
+    def _count_host(self, host: str, attempt: Attempt, now: float) -> None:
+        """--host-errors: connection failures in a row end the host's remaining URLs."""
+        if attempt.failure not in (Failure.CONNECT, Failure.TLS):
+            if attempt.http_status is not None:
+                self._failing.pop(host, None)
+            return
+        count = self._failing[host] = self._failing.get(host, 0) + 1
+        if not self._host_errors or count < self._host_errors or self._frontier.is_dead(host):
+            return
+        for doomed in self._frontier.kill(host):
+            self._finish(doomed, None, self._dead(host), now)
+
+    def _dead(self, host: str) -> str:
+        count = self._failing.get(host, 0)
+        return (f"gave up on host {host}: {count} connection failures in a row "
+                f"(--host-errors {self._host_errors})")
+
+    def _finish(self, ticket: Ticket, attempt: Attempt | None, error: str | None,
+                now: float) -> None:
+        job = ticket.job
+        attempt = attempt or Attempt()
+        if error:
+            status = Status.FAILED
+        else:
+            status = Status.NOT_MODIFIED if attempt.not_modified else Status.OK
+        # A failure leaves an earlier run's file where it was, and the manifest says so.
+        kept = job.prior.path if job.prior else None
+        started = ticket.first_start if ticket.first_start is not None else now
+        result = redacted_result(
+            job.url, status, path=kept if error else job.path, http_status=attempt.http_status,
+            size=attempt.size, sha256=attempt.sha256, attempts=ticket.attempts,
+            elapsed=round(now - started, 3), error=error,
+        )
+        self._record(result, job, attempt.validators)
+        self._open -= 1
+        self._window_room.set()
+        self._changed.set()
+
+
+class LocalExecutor:
+    """Attempts as tasks on this loop, each holding one of `limit` slots."""
+
+    def __init__(
+        self, fetcher: Fetcher, limit: int, engine: Engine, group: asyncio.TaskGroup
+    ) -> None:
+        self._fetcher = fetcher
+        self._limit = limit
+        self._engine = engine
+        self._group = group
+        self._busy = 0
+
+    def room(self) -> bool:
+        return self._busy < self._limit
+
+    def start(self, ticket: Ticket) -> None:
+        self._busy += 1
+        self._group.create_task(self._run(ticket))
+
+    async def _run(self, ticket: Ticket) -> None:
+        def ended() -> None:
+            self._busy -= 1
+            self._engine.ended(ticket)
+
+        attempt = await self._fetcher.attempt(ticket, ended=ended)
+        self._engine.settle(ticket, attempt)
+
+
+@contextlib.asynccontextmanager
+async def local_executor(
+    fetcher: Fetcher, limit: int, engine: Engine
+) -> AsyncIterator[LocalExecutor]:
+    """The executor and the task group that owns its attempts: leaving it ends them all."""
+    async with asyncio.TaskGroup() as group:
+        yield LocalExecutor(fetcher, limit, engine, group)

@@ -1,0 +1,483 @@
+"""--workers N: N forked processes that make attempts; this process schedules them.
+
+One process moves at most ~2,300 small files/s here (aiohttp's per-request Python and the GIL
+hand-offs to the writer threads), so the attempts go to workers, one per core. Everything
+shared by all requests stays in the parent, on one event loop: the intake and its one dedupe
+set, the frontier (per-host limit, rates, pauses), retries, the manifest and the state. So every
+limit holds exactly whatever N is, and a list read from a pipe works too.
+
+    parent ── tickets ──► worker i: its own loop, one session, connector limit = semaphore =
+       ▲                            its share of --concurrency; bodies to disk, atomically
+       └──── Ended / Progress / Settled / Crashed (typed messages, batched per loop turn)
+
+A ticket goes to the worker with the most free slots (credit), so a worker busy with big
+bodies gets fewer new ones. A worker that dies is noticed when its pipe closes; what it had in
+flight goes back to the frontier. A worker stops when the parent's pipe closes: at the end, on
+a signal, or when the parent dies (SIGKILL included: the kernel closes the pipe; PDEATHSIG as
+well), cancelling its attempts so that only resumable partials stay behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import gc
+import math
+import os
+import pickle
+import signal
+import struct
+import sys
+import traceback
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulkfetch import client
+from bulkfetch.events import Observer
+from bulkfetch.models import Attempt, Job, Result, Settings, Ticket
+from bulkfetch.sink import Sink
+from bulkfetch.writers import Writers, write_all
+
+if TYPE_CHECKING:
+    from bulkfetch.engine import Engine
+
+MAX_WORKERS = 4  # by default; four did no better than two on two cores
+STOP_WAIT_S = 10.0  # how long the parent waits for stopped workers to report their last
+_FRAME = struct.Struct("!I")
+_PIPE_BYTES = 1 << 20
+_PR_SET_PDEATHSIG = 1
+
+
+def choose(requested: int | None, settings: Settings) -> int:
+    """How many worker processes: as asked, or one per core (at most 4); never more than
+    --concurrency; 1 (no workers) off Linux, where PDEATHSIG and a shared monotonic clock are
+    not to be had."""
+    count = requested if requested is not None else min(cores(), MAX_WORKERS)
+    if sys.platform != "linux":
+        return 1
+    return max(1, min(count, settings.concurrency))
+
+
+def cores() -> int:
+    """The cores this process may use: its CPU affinity, and a container's CPU quota (cgroup v2
+    `cpu.max`), which `os.cpu_count()` does not see."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def share(total: int, index: int, count: int) -> int:
+    """Worker `index`'s part of a whole limit; the parts add up to the whole."""
+    return total // count + (index < total % count)
+
+
+# The messages a worker sends up.
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The ticket's request no longer holds its slot."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Body bytes received since the last message (and the announced length, once)."""
+
+    id: int
+    received: int
+    content_length: int | None = None
+    responded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    id: int
+    attempt: Attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Crashed:
+    """A bug in the worker: its traceback, for the parent to raise."""
+
+    error: str
+    traceback: str
+
+
+Message = Ended | Progress | Settled | Crashed
+
+
+class WorkerFailed(Exception):
+    """Every worker process died (the OOM killer, `kill -9`): not a bug, one line, exit 1."""
+
+
+class WorkerBug(Exception):
+    """A worker hit a bug; its traceback is attached as a note."""
+
+
+# The parent side.
+
+
+@dataclass(slots=True)
+class _Child:
+    pid: int
+    down: int  # tickets go down this pipe
+    up: int  # messages come up this one
+    credit: int  # free slots
+    running: dict[int, Ticket] = field(default_factory=dict)
+    ended: set[int] = field(default_factory=set)
+    outbox: list[Ticket] = field(default_factory=list)
+    buffer: bytearray = field(default_factory=bytearray)
+    alive: bool = True
+
+
+class Pool:
+    """The forked workers, from before the parent's loop starts until they are reaped."""
+
+    def __init__(self, children: list[_Child]) -> None:
+        self.children = children
+
+    def executor(
+        self, engine: Engine, observer: Observer
+    ) -> contextlib.AbstractAsyncContextManager[ProcessExecutor]:
+        return _running(ProcessExecutor(self.children, engine, observer))
+
+    def reap(self) -> None:
+        for child in self.children:
+            for fd in (child.down, child.up):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child.pid, 0)
+
+
+def spawn(count: int, settings: Settings, extras: client.Extras) -> Pool:
+    """Fork `count` workers, each with its share of --concurrency."""
+    children: list[_Child] = []
+    parent = os.getpid()
+    # Objects that exist now are shared with the workers until written to; a collection would
+    # write to every one of them (copy-on-write), so the collector leaves them alone.
+    gc.freeze()
+    for index in range(count):
+        limit = share(settings.concurrency, index, count)
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns
+            for fd in (down_w, up_r, *(fd for c in children for fd in (c.down, c.up))):
+                os.close(fd)
+            _worker(settings, extras, down_r, up_w, limit, parent)
+        os.close(down_r)
+        os.close(up_w)
+        children.append(_Child(pid, down_w, up_r, limit))
+    return Pool(children)
+
+
+class ProcessExecutor:
+    """The engine's Executor over the workers: tickets down, messages up, on the parent's loop."""
+
+    def __init__(self, children: list[_Child], engine: Engine, observer: Observer) -> None:
+        self._children = children
+        self._engine = engine
+        self._observer = observer
+        self._flush_scheduled = False
+        self._main = asyncio.current_task()
+        self.crashed: Crashed | None = None
+        self.failure: WorkerFailed | None = None
+        self.gone = asyncio.Event()  # a worker has exited
+        self.stopping = False  # the pipes down are closed: workers exit as they should
+
+    def room(self) -> bool:
+        return any(c.alive and c.credit > 0 for c in self._children)
+
+    def start(self, ticket: Ticket) -> None:
+        child = max((c for c in self._children if c.alive), key=lambda c: c.credit)
+        child.credit -= 1
+        child.running[ticket.id] = ticket
+        child.outbox.append(ticket)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        for child in self._children:
+            if child.outbox and child.alive:
+                tickets, child.outbox = child.outbox, []
+                body = pickle.dumps(tickets, protocol=pickle.HIGHEST_PROTOCOL)
+                # A worker that died is noticed by its pipe up; its tickets go back then.
+                with contextlib.suppress(BrokenPipeError):
+                    write_all(child.down, [_FRAME.pack(len(body)), body])
+
+    def on_readable(self, child: _Child) -> None:
+        try:
+            block = os.read(child.up, _PIPE_BYTES)
+        except BlockingIOError:
+            return
+        if not block:
+            self._gone(child)
+            return
+        child.buffer += block
+        for message in _frames(child.buffer):
+            self._handle(child, message)
+
+    def _handle(self, child: _Child, message: Message) -> None:
+        match message:
+            case Progress(id=key) if (ticket := child.running.get(key)) is not None:
+                if message.responded:
+                    self._observer.responded(ticket.job, message.content_length)
+                if message.received:
+                    self._observer.received(ticket.job, message.received)
+            case Ended(id=key) if key in child.running:
+                child.ended.add(key)
+                child.credit += 1
+                self._engine.ended(child.running[key])
+            case Settled(id=key, attempt=attempt) if key in child.running:
+                child.ended.discard(key)
+                self._engine.settle(child.running.pop(key), attempt)
+            case Crashed():
+                self.crashed = message
+
+    def _gone(self, child: _Child) -> None:
+        """The worker's pipe closed: it has exited. What it had not settled goes back."""
+        asyncio.get_running_loop().remove_reader(child.up)
+        child.alive = False
+        self.gone.set()
+        lost = list(child.running.values())
+        child.running.clear()
+        for ticket in lost:
+            if ticket.id not in child.ended:
+                self._engine.ended(ticket)
+            self._engine.lost(ticket)
+        if lost and not self.stopping:
+            self._observer.worker_lost(child.pid, len(lost))
+        alive = any(c.alive for c in self._children)
+        if not alive and not self.stopping and self._main is not None:
+            self.failure = WorkerFailed("every worker process died (the manifest lists what "
+                                        "finished)")
+            self._main.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _running(executor: ProcessExecutor) -> AsyncIterator[ProcessExecutor]:
+    """Listen to the workers while the engine runs. On the way out, close their pipes (the
+    sign to stop) and wait for each to report its last; raise what broke them."""
+    loop = asyncio.get_running_loop()
+    children = executor._children
+    for child in children:
+        os.set_blocking(child.up, False)
+        loop.add_reader(child.up, executor.on_readable, child)
+    try:
+        yield executor
+    except asyncio.CancelledError:
+        if executor.failure is None:
+            raise
+        if (task := asyncio.current_task()) is not None:
+            task.uncancel()  # the cancellation was ours: the failure replaces it
+    finally:
+        await _stop(executor)
+    failure: Exception | None = executor.failure
+    if executor.crashed is not None:
+        failure = WorkerBug(f"in a worker process: {executor.crashed.error}")
+        failure.add_note(f"The worker's traceback:\n{executor.crashed.traceback}")
+    if failure is not None:
+        raise failure
+
+
+async def _stop(executor: ProcessExecutor) -> None:
+    """Close the pipes down, and give the workers STOP_WAIT_S to finish; then SIGKILL."""
+    loop = asyncio.get_running_loop()
+    children = executor._children
+    executor.stopping = True
+    for child in children:
+        with contextlib.suppress(OSError):
+            os.close(child.down)
+        child.down = -1
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STOP_WAIT_S):
+            while any(c.alive for c in children):
+                executor.gone.clear()
+                await executor.gone.wait()
+    for child in children:
+        if child.alive:
+            child.alive = False
+            loop.remove_reader(child.up)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
+
+
+def _frames(buffer: bytearray) -> list[Any]:
+    """Whole frames off the front of `buffer`: each a pickled list, its items returned."""
+    messages: list[Any] = []
+    start = 0
+    while len(buffer) - start >= _FRAME.size:
+        (size,) = _FRAME.unpack_from(buffer, start)
+        if len(buffer) - start - _FRAME.size < size:
+            break
+        messages += pickle.loads(buffer[start + _FRAME.size : start + _FRAME.size + size])
+        start += _FRAME.size + size
+    del buffer[:start]
+    return messages
+
+
+# The worker side.
+
+
+def _worker(
+    settings: Settings, extras: client.Extras, down: int, up: int, limit: int, parent: int
+) -> None:
+    code = 0
+    try:
+        os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone; it stops us by the pipe
+        _die_with(parent)
+        for fd in (down, up):
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        link = _Link(up)
+        try:
+            asyncio.run(_serve(settings, extras, down, link, limit))
+        except BaseException as exc:
+            link.send(Crashed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            code = 70
+        link.flush()
+    except BaseException:
+        code = 70
+    finally:
+        os._exit(code)  # nothing of the parent's (its lock, its open files) is unwound here
+
+
+def _die_with(parent: int) -> None:
+    """SIGTERM when the parent dies, however it dies; and now, if it already has."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _serve(
+    settings: Settings, extras: client.Extras, down: int, link: _Link, limit: int
+) -> None:
+    """Make the attempts the parent sends until its pipe closes; then cancel what is left."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    # One SIGTERM or more (systemd signals the whole group at once): stop, once, cleanly.
+    loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    closed = loop.create_future()
+    buffer = bytearray()
+    writers = Writers()
+    try:
+        async with (
+            client.fetcher(settings, extras, Sink(settings.out, writers), link, limit=limit)
+            as fetcher,
+            asyncio.TaskGroup() as group,
+        ):
+            async def attempt(ticket: Ticket) -> None:
+                link.begin(ticket)
+                got = await fetcher.attempt(ticket, ended=lambda: link.send(Ended(ticket.id)))
+                link.send(Settled(ticket.id, got))
+                link.end(ticket)
+
+            def on_readable() -> None:
+                block = os.read(down, _PIPE_BYTES)
+                if not block:
+                    loop.remove_reader(down)
+                    if not closed.done():
+                        closed.set_result(None)
+                    return
+                buffer.extend(block)
+                for ticket in _frames(buffer):
+                    group.create_task(attempt(ticket))
+
+            loop.add_reader(down, on_readable)
+            link.start(loop)
+            await closed
+            raise asyncio.CancelledError  # the parent is done or gone: stop what is left
+    except asyncio.CancelledError:
+        pass
+    finally:
+        writers.close()
+
+
+class _Link:
+    """The worker's pipe up: messages batched per loop turn; also the Fetcher's Observer,
+    which reports only what a worker sees (answers and body bytes)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._out: list[Message] = []
+        self._ids: dict[str, int] = {}  # a job's URL -> its ticket id, while it runs here
+        self._bytes: dict[int, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+        self._gone = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def begin(self, ticket: Ticket) -> None:
+        self._ids[ticket.job.url] = ticket.id
+
+    def end(self, ticket: Ticket) -> None:
+        self._ids.pop(ticket.job.url, None)
+
+    def send(self, message: Message) -> None:
+        self._out.append(message)
+        self._soon()
+
+    def _soon(self) -> None:
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        progress: list[Message] = [Progress(i, n) for i, n in self._bytes.items()]
+        self._bytes.clear()
+        out, self._out = [*progress, *self._out], []
+        if not out or self._gone:
+            return
+        body = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            write_all(self._fd, [_FRAME.pack(len(body)), body])
+        except BrokenPipeError:  # the parent is gone: its pipe down closes too, and we stop
+            self._gone = True
+
+    # Observer: the two events a worker sees; the parent makes the rest.
+
+    def responded(self, job: Job, content_length: int | None) -> None:
+        if (key := self._ids.get(job.url)) is not None:
+            self._out.append(Progress(key, 0, content_length, responded=True))
+            self._soon()
+
+    def received(self, job: Job, nbytes: int) -> None:
+        if (key := self._ids.get(job.url)) is not None:
+            self._bytes[key] = self._bytes.get(key, 0) + nbytes
+            self._soon()
+
+    def queued(self) -> None: ...
+    def listing_read(self, read_bytes: int, total_bytes: int) -> None: ...
+    def listing_done(self) -> None: ...
+    def started(self, job: Job, attempt: int) -> None: ...
+    def ended(self, job: Job) -> None: ...
+    def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None: ...
+    def finished(self, result: Result) -> None: ...
+    def window_full(self, waiting: tuple[str, ...]) -> None: ...
+    def worker_lost(self, pid: int, requeued: int) -> None: ...
+
