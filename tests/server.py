@@ -47,6 +47,7 @@ def body(name: str, size: int) -> bytes:
 
 
 GZIPPED = gzip.compress(body("gzipped", 50_000))
+OTHER_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Stats:
     times: list[tuple[float, str, str]] = field(default_factory=list)  # (monotonic, host, path)
     in_flight: int = 0
     max_in_flight: int = 0
+    max_hosts_in_flight: int = 0  # how many hosts had a request in flight at once, at most
     host_in_flight: Counter[str] = field(default_factory=Counter)
     host_max_in_flight: Counter[str] = field(default_factory=Counter)
 
@@ -83,6 +85,10 @@ class Server:
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
+
+    def url_on(self, host: str, path: str) -> str:
+        """The same server reached as another host: one of OTHER_HOSTS, or 127.0.0.1."""
+        return f"{'https' if self._ssl else 'http'}://{host}:{self.port}{path}"
 
     def start(self) -> Server:
         self._thread.start()
@@ -109,6 +115,8 @@ class Server:
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024, ssl_context=self._ssl)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        for host in OTHER_HOSTS:  # more loopback addresses, the same port: more hosts
+            await web.TCPSite(runner, host, self.port, ssl_context=self._ssl).start()
         self._started.set()
         await self._stop_event.wait()
         await runner.cleanup()
@@ -130,6 +138,8 @@ class Server:
             stats.host_max_in_flight[host] = max(
                 stats.host_max_in_flight[host], stats.host_in_flight[host]
             )
+            busy_hosts = sum(1 for n in stats.host_in_flight.values() if n > 0)
+            stats.max_hosts_in_flight = max(stats.max_hosts_in_flight, busy_hosts)
             try:
                 return await handler(request)
             finally:
