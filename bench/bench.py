@@ -1,7 +1,7 @@
 """bulkfetch against curl, wget2 and aria2c on one local nginx, in one run, as ratios.
 
-    ./bench/run [--rounds 3] [--scenarios small,medium,large,latency] [--targets tmpfs,disk]
-                [--tools bulkfetch,curl,wget2,aria2c,aiohttp-floor]
+    ./bench/run [--rounds 3] [--scenarios small,medium,large,latency20,latency100,hosts20]
+                [--targets tmpfs,disk] [--tools bulkfetch,curl,wget2,aria2c,aiohttp-floor]
 
 Fixtures (random bytes, generated once under /dev/shm and served by nginx from there):
 small 20,000 x 4 KiB, medium 2,000 x 256 KiB, large 4 x 256 MiB. Every tool runs at
@@ -14,10 +14,12 @@ client CPU seconds (user + sys, the tool's processes together), peak memory (the
 process's RSS, and the peak sum of PSS over all the tool's processes, sampled every 50 ms), and
 speed relative to the best peer (> 1: faster).
 
-The latency scenario (root only) fetches 10,000 of the small files from a second nginx in a
-network namespace, through a veth and a relay that delays each direction by 10 ms (20 ms round
-trip; bench/delay_proxy.py, since this kernel has no netem). Its ceiling is concurrency / RTT =
-2,500 files/s; each tool is reported against it.
+The latency scenarios fetch 10,000 of the small files from the same nginx, which holds every
+answer for a fixed time before serving it (`access_by_lua_block { ngx.sleep(D) }`, from
+libnginx-mod-http-lua: a timer, no CPU taken from the tools): latency20 (20 ms, concurrency 50),
+latency100 (100 ms, concurrency 200), and hosts20: 20 hosts (127.0.0.1-127.0.0.20), 500 files
+each, the list sorted by host, 20 ms, concurrency 80, bulkfetch with --per-host 4 (the peers
+have no per-host limit at all). Each is reported against its ceiling, concurrency / delay.
 Results are printed and appended to bench/RESULTS.md. This is a benchmark, not a test: CI
 does not run it.
 """
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import http.client
 import os
 import platform
 import shutil
@@ -35,7 +36,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,10 +48,30 @@ CONCURRENCY = 50
 SCENARIOS = {"small": (20_000, 4 * 1024), "medium": (2_000, 256 * 1024), "large": (4, 256 << 20)}
 TOOLS = ("bulkfetch", "curl", "wget2", "aria2c", "aiohttp-floor")
 FLOOR = "aiohttp-floor"  # bench/aiohttp_floor.py: reads every body, writes nothing; not a peer
-NETNS = "bulkfetch-bench"
-NS_HOST, NS_ADDR, NS_PORT, NS_NGINX_PORT = "10.77.0.1", "10.77.0.2", 18081, 18082
-RTT_S = 0.020
 LATENCY_FILES = 10_000
+LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
+
+
+@dataclass(frozen=True)
+class Delayed:
+    """A latency scenario: the origin holds each answer `delay_s`."""
+
+    delay_s: float
+    port: int
+    concurrency: int
+    hosts: int = 1
+    bulkfetch_args: tuple[str, ...] = ()
+
+    @property
+    def ceiling_files_per_s(self) -> float:
+        return self.concurrency / self.delay_s
+
+
+DELAYED = {
+    "latency20": Delayed(0.020, 18083, 50),
+    "latency100": Delayed(0.100, 18084, 200),
+    "hosts20": Delayed(0.020, 18083, 80, hosts=20, bulkfetch_args=("--per-host", "4")),
+}
 
 
 @dataclass(frozen=True)
@@ -127,7 +147,14 @@ def make_fixtures(name: str, count: int, size: int) -> Path:
 
 def start_nginx() -> None:
     conf = WORK / "nginx.conf"
-    conf.write_text(f"""
+    modules = "".join(f"load_module /usr/lib/nginx/modules/{m};\n" for m in LUA_MODULES)
+    delayed = ""
+    for port, delay in sorted({(d.port, d.delay_s) for d in DELAYED.values()}):
+        hosts = max(d.hosts for d in DELAYED.values() if d.port == port)
+        listens = " ".join(f"listen 127.0.0.{h}:{port};" for h in range(1, hosts + 1))
+        delayed += (f"  server {{ {listens} root {WORK}/www; "
+                    f"location / {{ access_by_lua_block {{ ngx.sleep({delay}) }} }} }}\n")
+    conf.write_text(modules + f"""
 worker_processes 1;
 daemon on;
 pid {WORK}/nginx.pid;
@@ -140,7 +167,7 @@ http {{
   keepalive_requests 1000000;
   keepalive_timeout 120;
   server {{ listen 127.0.0.1:{PORT}; root {WORK}/www; }}
-}}
+{delayed}}}
 """)
     stop_nginx()
     subprocess.run(["nginx", "-c", str(conf)], check=True)
@@ -155,26 +182,27 @@ def stop_nginx() -> None:
         time.sleep(0.3)
 
 
-def command(tool: str, urls: Path, out: Path) -> list[str]:
+def command(tool: str, urls: Path, out: Path, concurrency: int = CONCURRENCY,
+            bulkfetch_args: tuple[str, ...] = ()) -> list[str]:
     if tool == "bulkfetch":
         return [sys.executable, "-m", "bulkfetch", str(urls), "-o", str(out),
-                "-c", str(CONCURRENCY), "-q", "--no-progress"]
+                "-c", str(concurrency), "-q", "--no-progress", *bulkfetch_args]
     if tool == "curl":
-        return ["curl", "--parallel", "--parallel-max", str(CONCURRENCY), "--silent",
+        return ["curl", "--parallel", "--parallel-max", str(concurrency), "--silent",
                 "--remote-name-all", "--output-dir", str(out), "--config", f"{urls}.curl"]
     if tool == "wget2":
-        return ["wget2", f"--max-threads={CONCURRENCY}", "--quiet", "--no-robots",
+        return ["wget2", f"--max-threads={concurrency}", "--quiet", "--no-robots",
                 "--no-host-directories", "-P", str(out), "-i", str(urls)]
     if tool == FLOOR:
-        return [sys.executable, str(HERE / "aiohttp_floor.py"), str(urls), str(CONCURRENCY)]
+        return [sys.executable, str(HERE / "aiohttp_floor.py"), str(urls), str(concurrency)]
     if tool == "aria2c":
-        return ["aria2c", "-j", str(CONCURRENCY), "-x1", "-s1", "-q", "--file-allocation=none",
+        return ["aria2c", "-j", str(concurrency), "-x1", "-s1", "-q", "--file-allocation=none",
                 "--allow-overwrite=true", "--auto-file-renaming=false", "-d", str(out),
                 "-i", str(urls)]
     raise ValueError(tool)
 
 
-def run_once(tool: str, urls: Path, out: Path) -> Run:
+def run_once(tool: str, urls: Path, out: Path, **options: object) -> Run:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     # GNU time measures the tool: a child forked from this (large) process would report this
@@ -183,7 +211,7 @@ def run_once(tool: str, urls: Path, out: Path) -> Run:
     stats = WORK / "time.txt"
     began = time.perf_counter()
     proc = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", str(stats),
-                             *command(tool, urls, out)],
+                             *command(tool, urls, out, **options)],  # type: ignore[arg-type]
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     memory = TreeMemory(proc.pid)
     proc.wait()
@@ -234,71 +262,15 @@ def table(title: str, count: int, size: int, runs: list[Run],
     return [*lines, ""]
 
 
-def start_latency(lines: list[str]) -> Path:
-    """The second nginx in a namespace behind the delaying relay; returns the URL list."""
-    stop_latency()
-    ns = ["ip", "netns", "exec", NETNS]
-    for cmd in (
-        ["ip", "netns", "add", NETNS],
-        ["ip", "link", "add", "bfb0", "type", "veth", "peer", "name", "bfb1"],
-        ["ip", "link", "set", "bfb1", "netns", NETNS],
-        ["ip", "addr", "add", f"{NS_HOST}/24", "dev", "bfb0"],
-        ["ip", "link", "set", "bfb0", "up"],
-        [*ns, "ip", "addr", "add", f"{NS_ADDR}/24", "dev", "bfb1"],
-        [*ns, "ip", "link", "set", "bfb1", "up"],
-        [*ns, "ip", "link", "set", "lo", "up"],
-    ):
-        subprocess.run(cmd, check=True)
-    conf = WORK / "nginx-ns.conf"
-    conf.write_text(
-        (WORK / "nginx.conf").read_text()
-        .replace(f"127.0.0.1:{PORT}", f"127.0.0.1:{NS_NGINX_PORT}")
-        .replace("nginx.pid", "nginx-ns.pid")
-    )
-    subprocess.run([*ns, "nginx", "-c", str(conf)], check=True)
-    relay = subprocess.Popen(
-        [*ns, sys.executable, str(HERE / "delay_proxy.py"), NS_ADDR, str(NS_PORT), "127.0.0.1",
-         str(NS_NGINX_PORT), str(RTT_S * 1000 / 2)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert relay.stdout is not None
-    relay.stdout.readline()  # "ready"
-    (WORK / "relay.pid").write_text(str(relay.pid))
-    urls = WORK / "latency.txt"
-    names = lines[:LATENCY_FILES]
-    urls.write_text("".join(f"http://{NS_ADDR}:{NS_PORT}/small/{n}\n" for n in names))
-    Path(f"{urls}.curl").write_text(
-        "".join(f'url = "http://{NS_ADDR}:{NS_PORT}/small/{n}"\n' for n in names))
-    return urls
-
-
-def round_trip(url: str, n: int = 50) -> float:
-    """The median time of one small GET through the relay, with nothing else running."""
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
-    times = []
-    try:
-        for _ in range(n + 1):
-            start = time.perf_counter()
-            conn.request("GET", parts.path)
-            conn.getresponse().read()
-            times.append(time.perf_counter() - start)
-    finally:
-        conn.close()
-    return statistics.median(times[1:])  # the first one also opened the connection
-
-
-def stop_latency() -> None:
-    pid_file = WORK / "relay.pid"
-    if pid_file.exists():
-        subprocess.run(["kill", pid_file.read_text()], check=False)
-        pid_file.unlink()
-    if (WORK / "nginx-ns.pid").exists():
-        subprocess.run(["ip", "netns", "exec", NETNS, "nginx", "-c", str(WORK / "nginx-ns.conf"),
-                        "-s", "stop"], check=False, capture_output=True)
-        time.sleep(0.3)
-    subprocess.run(["ip", "netns", "del", NETNS], check=False, capture_output=True)
-    subprocess.run(["ip", "link", "del", "bfb0"], check=False, capture_output=True)
+def delayed_list(name: str, scenario: Delayed, files: list[str]) -> Path:
+    """The scenario's URL list (and curl's config): 10,000 small files, sorted by host."""
+    per_host = LATENCY_FILES // scenario.hosts
+    urls = [f"http://127.0.0.{1 + i // per_host}:{scenario.port}/small/{n}"
+            for i, n in enumerate(files[:LATENCY_FILES])]
+    path = WORK / f"{name}.txt"
+    path.write_text("".join(f"{u}\n" for u in urls))
+    Path(f"{path}.curl").write_text("".join(f'url = "{u}"\n' for u in urls))
+    return path
 
 
 def rotated(tools: tuple[str, ...], round_no: int) -> tuple[str, ...]:
@@ -319,12 +291,12 @@ def versions() -> list[str]:
 
 
 def measure(tools: tuple[str, ...], urls: Path, base: Path, count: int, size: int,
-            rounds_n: int) -> list[Run]:
+            rounds_n: int, **options: object) -> list[Run]:
     runs = []
     for round_no in range(rounds_n):
         for tool in rotated(tools, round_no):
             out = base / tool
-            runs.append(run_once(tool, urls, out))
+            runs.append(run_once(tool, urls, out, **options))
             if tool != FLOOR:
                 verify(out, count, size)
             shutil.rmtree(out, ignore_errors=True)
@@ -334,7 +306,8 @@ def measure(tools: tuple[str, ...], urls: Path, base: Path, count: int, size: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenarios", default="small,medium,large,latency")
+    parser.add_argument("--scenarios",
+                        default="small,medium,large,latency20,latency100,hosts20")
     parser.add_argument("--targets", default="tmpfs,disk")
     parser.add_argument("--tools", default=",".join(TOOLS))
     args = parser.parse_args()
@@ -345,7 +318,8 @@ def main() -> None:
         f"## {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}; "
-        f"nginx 1 worker on 127.0.0.1, concurrency {CONCURRENCY}, {args.rounds} rounds, "
+        f"nginx 1 worker on 127.0.0.1, concurrency {CONCURRENCY} unless said, "
+        f"{args.rounds} rounds, "
         "tools rotated each round; bulkfetch with its defaults (workers: one per core).",
         "",
         *[f"- {line}" for line in versions()],
@@ -353,7 +327,7 @@ def main() -> None:
     ]
     try:
         fixtures = {}
-        needed = {*scenarios, *(["small"] if "latency" in scenarios else [])}
+        needed = {*scenarios, *(["small"] if set(scenarios) & set(DELAYED) else [])}
         for name in [n for n in SCENARIOS if n in needed]:
             count, size = SCENARIOS[name]
             folder = make_fixtures(name, count, size)
@@ -374,23 +348,27 @@ def main() -> None:
                 lines = table(title, count, size, runs)
                 print("\n".join(lines), flush=True)
                 report += lines
-        if "latency" in scenarios:
-            urls = start_latency(sorted(os.listdir(WORK / "www" / "small")))
+        files = sorted(os.listdir(WORK / "www" / "small"))
+        for name, scenario in DELAYED.items():
+            if name not in scenarios:
+                continue
+            urls = delayed_list(name, scenario, files)
             count, size = LATENCY_FILES, SCENARIOS["small"][1]
-            at_rest_s = round_trip(urls.read_text().split("\n", 1)[0])
-            runs = measure(tools, urls, WORK / "out", count, size, args.rounds)
-            ceiling_s = count * RTT_S / CONCURRENCY
-            title = (f"latency ({count:,} x 4 KiB, {RTT_S * 1000:.0f} ms RTT, ceiling "
-                     f"{CONCURRENCY / RTT_S:,.0f} files/s = {ceiling_s:.1f} s), output on tmpfs")
+            runs = measure(tools, urls, WORK / "out", count, size, args.rounds,
+                           concurrency=scenario.concurrency,
+                           bulkfetch_args=scenario.bulkfetch_args)
+            ceiling_s = count / scenario.ceiling_files_per_s
+            hosts = f"{scenario.hosts} hosts sorted, " if scenario.hosts > 1 else ""
+            extra = f", bulkfetch {' '.join(scenario.bulkfetch_args)}" if (
+                scenario.bulkfetch_args) else ""
+            title = (f"{name} ({count:,} x 4 KiB, {hosts}answers held "
+                     f"{scenario.delay_s * 1000:.0f} ms by the origin, c={scenario.concurrency}"
+                     f"{extra}; ceiling {scenario.ceiling_files_per_s:,.0f} files/s = "
+                     f"{ceiling_s:.1f} s), output on tmpfs")
             lines = table(title, count, size, runs, ceiling_s)
-            lines.insert(-1, f"One GET through the relay, one at a time on a kept-alive "
-                             f"connection, takes {at_rest_s * 1000:.1f} ms (median of 50): at "
-                             f"most {CONCURRENCY / at_rest_s:,.0f} files/s with {CONCURRENCY} "
-                             "connections, before any tool's own cost.\n")
             print("\n".join(lines), flush=True)
             report += lines
     finally:
-        stop_latency()
         stop_nginx()
         shutil.rmtree(DISK, ignore_errors=True)
     with (HERE / "RESULTS.md").open("a") as f:
