@@ -148,8 +148,11 @@ class Engine:
                 return
             self._changed.clear()
             wake = frontier.wake_at() if executor.room() else None
+            if wake is None:  # the usual wait: for a slot to end or a ticket to arrive
+                await self._changed.wait()
+                continue
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(None if wake is None else max(0.0, wake - now)):
+                async with asyncio.timeout(max(0.0, wake - now)):
                     await self._changed.wait()
 
     # Below: the steps.
@@ -164,10 +167,8 @@ class Engine:
         self._changed.set()
 
     def _start(self, ticket: Ticket, executor: Executor, now: float) -> None:
-        ticket = dataclasses.replace(
-            ticket, attempts=ticket.attempts + 1,
-            first_start=now if ticket.first_start is None else ticket.first_start,
-        )
+        first = now if ticket.first_start is None else ticket.first_start
+        ticket = Ticket(ticket.id, ticket.job, ticket.attempts + 1, ticket.resume, first)
         self._observer.started(ticket.job, ticket.attempts)
         executor.start(ticket)
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkfetch import client
 from bulkfetch.events import Observer
-from bulkfetch.models import Attempt, Job, Result, Settings, Ticket
+from bulkfetch.models import Attempt, Job, Result, Settings, Ticket, Wire
 from bulkfetch.sink import Sink
 from bulkfetch.writers import Writers, write_all
 
@@ -87,14 +87,14 @@ def share(total: int, index: int, count: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Ended:
+class Ended(Wire):
     """The ticket's request no longer holds its slot."""
 
     id: int
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
+class Progress(Wire):
     """Body bytes received since the last message (and the announced length, once)."""
 
     id: int
@@ -104,13 +104,13 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
-class Settled:
+class Settled(Wire):
     id: int
     attempt: Attempt
 
 
 @dataclass(frozen=True, slots=True)
-class Crashed:
+class Crashed(Wire):
     """A bug in the worker: its traceback, for the parent to raise."""
 
     error: str
