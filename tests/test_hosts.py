@@ -86,3 +86,18 @@ def test_a_dead_host_fails_its_urls_at_once(server: Server, tmp_path: Path) -> N
     assert len(given_up) >= 28
     assert all(rows[url]["status"] == "ok" for url in alive)
     assert Counter(row["status"] for row in rows.values()) == {"failed": 30, "ok": 10}
+
+
+def test_a_full_window_names_the_hosts_it_waits_on(server: Server, tmp_path: Path) -> None:
+    """--window 5 filled with a paused host's entries: the status lines say which host, and
+    the run still completes once the pause ends."""
+    a, b = HOSTS[:2]
+    urls = [server.url_on(a, "/flaky/window/1/429?retry_after=2")]
+    urls += [server.url_on(a, f"/bytes/{10 + i}") for i in range(7)]
+    urls += [server.url_on(b, f"/bytes/{10 + i}") for i in range(4)]
+    proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"),
+                   "-c", "1", "--window", "5", "--no-progress", "--status-interval", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    assert f"window full, waiting on {a}:{server.port} (" in proc.stderr
+    assert "paused" in proc.stderr
+    assert len(read_manifest(tmp_path / "out" / MANIFEST)) == len(urls)
