@@ -25,17 +25,12 @@ FLUSH_BYTES = 256 * 1024
 
 class Manifest:
     """An async context: open (truncating), record results, and flush everything on the way out.
-
-    With `append`, the file is not truncated: several worker processes share one manifest, and
-    each batch of whole lines goes in one write() at the end of the file (O_APPEND).
-    """
+    Only the scheduling process writes it, also with --workers."""
 
     def __init__(
-        self, path: Path, writers: Writers, *, state: StateWriter | None = None,
-        append: bool = False,
+        self, path: Path, writers: Writers, *, state: StateWriter | None = None
     ) -> None:
         self._path = path
-        self._append = append
         self._writers = writers
         self._state = state
         self._file: BinaryIO | None = None
@@ -47,7 +42,7 @@ class Manifest:
         self._closing = False
 
     async def __aenter__(self) -> Manifest:
-        self._file = await self._writers.run(_open, self._path, self._append)
+        self._file = await self._writers.run(_open, self._path)
         self._flusher = asyncio.create_task(self._flush_forever(), name="bulkfetch-manifest")
         return self
 
@@ -103,6 +98,6 @@ class Manifest:
             self._state.save(rows)
 
 
-def _open(path: Path, append: bool) -> BinaryIO:
+def _open(path: Path) -> BinaryIO:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("ab" if append else "wb", buffering=0)  # unbuffered: a batch, a write()
+    return path.open("wb", buffering=0)  # unbuffered: a batch, a write()

@@ -32,15 +32,9 @@ CREATE TABLE IF NOT EXISTS urls (
 """
 
 
-def prepare(path: Path) -> None:
-    """Create the file, its table and WAL mode once, before worker processes share it (two
-    that do it at once collide: 'database is locked')."""
-    _connect(path).close()
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Worker processes share the file: a writer waits for another's transaction to end.
+    # The intake thread reads while the writer thread saves: WAL lets both go on.
     db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
