@@ -15,9 +15,12 @@ Routes (KEY separates the counters of different tests):
   /gzipped                    a gzip body with Content-Encoding: gzip, whatever was asked
   /big/N                      N bytes written 1 MiB at a time
   /chunked/N                  N bytes in chunked encoding (no Content-Length)
-  /ranged/NAME?size=N[&rate=B][&cut=C]   N bytes (content set by Server.versions[NAME]) with a
-                              strong ETag, Range and If-Range; B bytes/s at most; the first
-                              request of NAME drops the connection after C bytes
+  /ranged/NAME?size=N[&rate=B][&cut=C][&cap=R][&weak][&no_etag]
+                              N bytes (content set by Server.versions[NAME]) with a strong ETag
+                              (weak: a weak one; no_etag: none) and an old Last-Modified, Range
+                              and If-Range (either; Server.ignore_if_range: If-Range ignored);
+                              B bytes/s at most; the first request of NAME drops the connection
+                              after C bytes; a 206 carries at most R bytes
   /static/...                 files under Server.root, by aiohttp's FileResponse: ETag,
                               Last-Modified, conditional GET (304), Range and If-Range
 """
@@ -78,6 +81,7 @@ class Server:
         self.port = 0
         self.root = Path(tempfile.mkdtemp(prefix="bulkfetch-served-"))
         self.versions: dict[str, int] = {}
+        self.ignore_if_range: set[str] = set()  # /ranged/NAME answers every Range with a 206
 
     @property
     def base(self) -> str:
@@ -252,30 +256,38 @@ class Server:
         return body(f"{name}:{self.versions.get(name, 1)}", size)
 
     async def _ranged(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        data = self.ranged_body(name, int(request.query["size"]))
+        name, query = request.match_info["name"], request.query
+        version = self.versions.get(name, 1)
+        data = self.ranged_body(name, int(query["size"]))
         etag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'
-        start = 0
+        modified = f"Sun, {version:02d} Nov 2026 00:00:00 GMT"  # long before Date: strong
+        headers = {"Accept-Ranges": "bytes", "Last-Modified": modified}
+        if "weak" in query:
+            etag = f"W/{etag}"
+        if "no_etag" not in query:
+            headers["ETag"] = etag
         wanted = request.headers.get("Range", "")
-        if wanted.startswith("bytes=") and request.headers.get("If-Range", etag) == etag:
-            start = int(wanted[6:].split("-")[0])
-        resp = web.StreamResponse(status=206 if start else 200)
-        resp.headers["ETag"] = etag
-        resp.headers["Accept-Ranges"] = "bytes"
+        if_range = request.headers.get("If-Range")
+        honoured = name in self.ignore_if_range or if_range in (None, etag, modified)
+        start = int(wanted[6:].split("-")[0]) if wanted.startswith("bytes=") and honoured else 0
+        end = len(data)
+        if start and "cap" in query:  # a CDN that serves ranges of at most `cap` bytes
+            end = min(end, start + int(query["cap"]))
+        resp = web.StreamResponse(status=206 if start else 200, headers=headers)
         if start:
-            resp.headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        resp.content_length = len(data) - start
+            resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+        resp.content_length = end - start
         await resp.prepare(request)
         self.stats.hits[name] += 1
-        cut = int(request.query.get("cut", 0)) if self.stats.hits[name] == 1 else 0
-        rate = int(request.query.get("rate", 0))
+        cut = int(query.get("cut", 0)) if self.stats.hits[name] == 1 else 0
+        rate = int(query.get("rate", 0))
         sent, step = start, 64 * 1024
-        while sent < len(data):
+        while sent < end:
             if cut and sent >= cut:
                 assert request.transport is not None
                 request.transport.close()
                 return resp
-            await resp.write(data[sent : sent + step])
+            await resp.write(data[sent : min(end, sent + step)])
             sent += step
             if rate:
                 await asyncio.sleep(step / rate)

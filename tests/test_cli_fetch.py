@@ -31,7 +31,7 @@ def test_fetches_every_url_with_a_truthful_manifest(server: Server, tmp_path: Pa
         assert row["status"] == "ok" and row["http_status"] == 200 and row["bytes"] == size
         assert row["attempts"] == 1 and row["error"] is None
         assert (tmp_path / "out" / row["path"]).read_bytes() == body(url[len(server.base):], size)
-        assert list(row) == ["url", "status", "path", "http_status", "bytes", "sha256",
+        assert list(row) == ["url", "status", "path", "http_status", "bytes", "received", "sha256",
                              "attempts", "elapsed", "error"]
     assert_tidy(tmp_path / "out", rows)
 

@@ -29,7 +29,7 @@ def result(n: int, status: Status = Status.OK, size: int = 1000) -> Result:
     error = "HTTP 404 Not Found" if status is Status.FAILED else None
     return Result(url=f"http://h/{n}", status=status, path=None if error else f"h/file-{n}.bin",
                   http_status=404 if error else 200, bytes=0 if error else size,
-                  sha256=None, attempts=1, elapsed=0.1, error=error)
+                  received=0 if error else size, sha256=None, attempts=1, elapsed=0.1, error=error)
 
 
 def busy_board() -> tuple[Board, Clock]:
@@ -138,17 +138,19 @@ in flight  1 / 4
 
 def test_summary_renderings() -> None:
     summary = Summary(ok=7, failed=1, not_modified=0, skipped=2, bytes=3_500_000,
-                      elapsed_s=125.0, interrupted_by=15)
+                      elapsed_s=125.0, interrupted_by=15, received=2_500_000)
     lines = summary_lines(summary, Path("out/m.jsonl"))
     assert lines == [
         "interrupted by SIGTERM; the manifest lists what finished",
-        "7 ok, 1 failed, 0 not modified, 2 skipped; 3.5 MB in 2:05 (0 files/s, 28.0 kB/s)",
+        "7 ok, 1 failed, 0 not modified, 2 skipped; 3.5 MB saved, 2.5 MB received in 2:05 "
+        "(0 files/s, 20.0 kB/s)",
         "manifest: out/m.jsonl",
     ]
     out = io.StringIO()
     Console(file=out, width=80, color_system=None).print(summary_table(summary, Path("m")))
     text = out.getvalue()
-    assert "stopped by" in text and "SIGTERM" in text and "28.0 kB/s" in text
+    assert "stopped by" in text and "SIGTERM" in text and "20.0 kB/s" in text
+    assert "received" in text and "2.5 MB" in text
 
 
 def test_human_units() -> None:

@@ -66,6 +66,8 @@ def test_sigkill_then_rerun_continues_with_range(server: Server, tmp_path: Path)
     assert ranges_asked(server) == [f"bytes={kept}-"]
     assert server.stats.statuses == [206]
     assert not partials(out)
+    assert row["received"] == SIZE - kept  # bytes: what is on disk; received: this run's
+    assert "6.3 MB saved, " in proc2.stderr and " received in " in proc2.stderr
 
 
 def test_a_changed_resource_starts_over(server: Server, tmp_path: Path) -> None:
@@ -83,3 +85,73 @@ def test_a_changed_resource_starts_over(server: Server, tmp_path: Path) -> None:
     assert row["sha256"] == hashlib.sha256(server.ranged_body(name, SIZE)).hexdigest()
     assert len(ranges_asked(server)) == 1 and server.stats.statuses == [200]
     assert not partials(out)
+
+
+def test_a_capped_range_is_continued_and_never_published_short(
+    server: Server, tmp_path: Path
+) -> None:
+    """A 206 that ends before the body does (a CDN capping ranges) is kept and continued."""
+    name = uuid.uuid4().hex[:8]
+    url = server.url(f"/ranged/{name}?size={SIZE}&cut={2 * 1024 * 1024}&cap={3 * 1024 * 1024}")
+    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    assert row["attempts"] == 3 and row["bytes"] == SIZE
+    assert row["sha256"] == hashlib.sha256(server.ranged_body(name, SIZE)).hexdigest()
+    assert server.stats.statuses == [200, 206, 206] and len(ranges_asked(server)) == 2
+
+
+def test_a_capped_range_without_retries_left_fails_and_keeps_its_bytes(
+    server: Server, tmp_path: Path
+) -> None:
+    name = uuid.uuid4().hex[:8]
+    url = server.url(f"/ranged/{name}?size={SIZE}&cut={2 * 1024 * 1024}&cap={1024 * 1024}")
+    out = tmp_path / "out"
+    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(out), "--retries", "1")
+    assert proc.returncode == 1
+    row = read_manifest(out / MANIFEST)[url]
+    assert row["status"] == "failed" and "the rest is asked for next" in row["error"]
+    assert_tidy(out, {url: row})  # nothing at the final path
+    (kept,) = partials(out)
+    assert kept.stat().st_size == int(ranges_asked(server)[0][6:-1]) + 1024 * 1024
+
+
+def test_a_206_of_another_version_is_never_joined(server: Server, tmp_path: Path) -> None:
+    """The server ignores If-Range and sends a range of its new version: start over."""
+    name = uuid.uuid4().hex[:8]
+    url = server.url(f"/ranged/{name}?size={SIZE}&rate={2 * 1024 * 1024}")
+    out = tmp_path / "out"
+    src = write_list(tmp_path / "u", [url])
+    assert stop_midway(src, out, signal.SIGTERM) == 143
+    server.versions[name] = 2
+    server.ignore_if_range.add(name)
+    server.reset()
+    proc = run_cli(str(src), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    row = read_manifest(out / MANIFEST)[url]
+    new = server.ranged_body(name, SIZE)
+    assert (out / row["path"]).read_bytes() == new
+    assert server.stats.statuses == [206, 200] and row["attempts"] == 2
+
+
+def test_a_weak_etag_is_never_resumed_with_a_date(server: Server, tmp_path: Path) -> None:
+    """With a weak ETag, If-Range may carry neither it nor the date: the body starts over."""
+    name = uuid.uuid4().hex[:8]
+    url = server.url(f"/ranged/{name}?size={SIZE}&cut={2 * 1024 * 1024}&weak")
+    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    assert row["attempts"] == 2 and row["bytes"] == SIZE
+    assert ranges_asked(server) == [] and server.stats.statuses == [200, 200]
+    assert not any("If-Range" in h for h in server.stats.headers)
+
+
+def test_a_strong_last_modified_alone_resumes(server: Server, tmp_path: Path) -> None:
+    name = uuid.uuid4().hex[:8]
+    url = server.url(f"/ranged/{name}?size={SIZE}&cut={2 * 1024 * 1024}&no_etag")
+    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    assert row["sha256"] == hashlib.sha256(server.ranged_body(name, SIZE)).hexdigest()
+    (asked,) = [h for h in server.stats.headers if "Range" in h]
+    assert asked["If-Range"] == "Sun, 01 Nov 2026 00:00:00 GMT"

@@ -337,7 +337,7 @@ def _write_summary_json(path: Path, summary: Summary, settings: Settings, code: 
         **dataclasses.asdict(summary),
         "total": summary.total,
         "files_per_s": round(summary.total / seconds, 3),
-        "bytes_per_s": round(summary.bytes / seconds, 3),
+        "bytes_per_s": round(summary.received / seconds, 3),
         "manifest": str(settings.manifest),
         "exit_code": code,
     }

@@ -102,7 +102,8 @@ class Engine:
             if not self._frontier.is_dead(job.host):
                 assert attempt.error is not None
                 self._observer.retrying(job, ticket.attempts, verdict.retry_in_s, attempt.error)
-                retry = dataclasses.replace(ticket, resume=attempt.resume)
+                retry = dataclasses.replace(ticket, resume=attempt.resume,
+                                            received=ticket.received + attempt.received)
                 self._frontier.later(retry, now + verdict.retry_in_s)
                 self._changed.set()
                 return
@@ -168,7 +169,8 @@ class Engine:
 
     def _start(self, ticket: Ticket, executor: Executor, now: float) -> None:
         first = now if ticket.first_start is None else ticket.first_start
-        ticket = Ticket(ticket.id, ticket.job, ticket.attempts + 1, ticket.resume, first)
+        ticket = Ticket(ticket.id, ticket.job, ticket.attempts + 1, ticket.resume, first,
+                        ticket.received)
         self._observer.started(ticket.job, ticket.attempts)
         executor.start(ticket)
 
@@ -220,6 +222,7 @@ class Engine:
             job.url, status, path=kept if error else job.path, http_status=attempt.http_status,
             size=attempt.size, sha256=attempt.sha256, attempts=ticket.attempts,
             elapsed=round(now - started, 3), error=error,
+            received=ticket.received + attempt.received,
         )
         self._record(result, job, attempt.validators)
         self._open -= 1

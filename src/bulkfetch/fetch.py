@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from bulkfetch import ranges
 from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
 from bulkfetch.models import Attempt, Failure, Job, Resume, Ticket, Timeouts, Validators
@@ -48,6 +49,10 @@ class ShortBody(Exception):
     """The connection ended before Content-Length bytes arrived."""
 
 
+class ShortRange(Exception):
+    """A 206 ended where the server capped its range, before the body's end."""
+
+
 class TooBig(Exception):
     """The body is larger than --max-bytes."""
 
@@ -55,16 +60,17 @@ class TooBig(Exception):
 class _Trace:
     """What an attempt has learnt so far: what a failure reports and leaves to continue from."""
 
-    __slots__ = ("http_status", "kept", "validators")
+    __slots__ = ("http_status", "kept", "received", "validators")
 
     def __init__(self, kept: Resume | None) -> None:
         self.http_status: int | None = None
         self.validators: Validators | None = None
         self.kept = kept
+        self.received = 0
 
     def failed(self, error: str, failure: Failure) -> Attempt:
         return Attempt(http_status=self.http_status, error=error, failure=failure,
-                       resume=self.kept)
+                       resume=self.kept, received=self.received)
 
 
 class Slot:
@@ -126,7 +132,7 @@ class Fetcher:
             sha256 = await got.commit(expect_sha256=job.sha256)
             return Attempt(
                 http_status=trace.http_status, size=got.offset + got.size, sha256=sha256,
-                validators=trace.validators,
+                validators=trace.validators, received=got.size,
             )
         except (ChecksumMismatch, TooBig) as exc:
             return trace.failed(str(exc), Failure.FINAL)
@@ -140,7 +146,7 @@ class Fetcher:
             return trace.failed(_timed_out(exc, self._timeouts), Failure.TRANSFER)
         except aiohttp.ClientConnectorError as exc:
             return trace.failed(_describe(exc, self._max_redirects), Failure.CONNECT)
-        except (aiohttp.ClientError, ShortBody) as exc:
+        except (aiohttp.ClientError, ShortBody, ShortRange) as exc:
             return trace.failed(_describe(exc, self._max_redirects), Failure.TRANSFER)
         except OSError as exc:
             return trace.failed(f"cannot write the file: {exc}", Failure.FINAL)
@@ -158,51 +164,63 @@ class Fetcher:
             trace.validators = _validators(resp)
             if resp.status == 304 and job.prior is not None:
                 return Attempt(http_status=304, not_modified=True, validators=trace.validators)
-            if resume is not None and not _continues(resp, resume):
-                if resp.status in (200, 206, 416):  # changed, or no ranges: start over
-                    trace.kept = None
+            span = None
+            try:
+                if resp.status == 206:
+                    span = _span(resp, resume)
+                elif resume is not None and resp.status in (200, 416):
+                    raise ranges.Mismatch(f"HTTP {resp.status}")  # changed, or no ranges
+            except ranges.Mismatch as exc:
+                if resume is not None:
+                    trace.kept = None  # start over: never join two versions
                     await self._sink.drop_partial(job.url)
-                if resp.status in (206, 416):
-                    error = f"cannot resume at byte {resume.offset}"
-                    return trace.failed(error, Failure.TRANSFER)
+                if resp.status != 200:
+                    where = f"at byte {resume.offset}" if resume else "the whole body"
+                    return trace.failed(f"cannot resume {where}: {exc}", Failure.TRANSFER)
             if not 200 <= resp.status < 300:
                 return dataclasses.replace(_refused(resp), resume=trace.kept)
-            announced = (resp.content_length or 0) + (trace.kept.offset if trace.kept else 0)
+            announced = span.complete if span else resp.content_length or 0
             if self._max_bytes is not None and announced > self._max_bytes:
                 return trace.failed(_too_big(announced, self._max_bytes), Failure.FINAL)
             self._observer.responded(job, resp.content_length)
-            return await self._receive(job, resp, trace)
+            return await self._receive(job, resp, trace, span)
 
     async def _receive(
-        self, job: Job, resp: aiohttp.ClientResponse, trace: _Trace
+        self, job: Job, resp: aiohttp.ClientResponse, trace: _Trace,
+        span: ranges.Continuation | None,
     ) -> PendingFile:
         """The whole body into a pending file (not yet published)."""
         big = (resp.content_length or 0) >= RESUMABLE_BYTES and self._big_streams < BIG_STREAMS
         pending = self._sink.open(
-            job.path, partial=self._partial(job, resp, trace.kept),
+            job.path, partial=self._partial(job, resp, trace.kept, span),
             flush_bytes=BIG_FLUSH_BYTES if big else CHUNK_BYTES,
         )
         self._big_streams += big
         try:
             await self._stream(job, resp, pending)
+            if span is not None and not span.whole:  # a capped range: keep it, ask for more
+                raise ShortRange(f"the server sent bytes {pending.offset}-{span.end - 1} of "
+                                 f"{span.complete:,}; the rest is asked for next")
         except BaseException as exc:
             trace.kept = await pending.discard(keep=not isinstance(exc, OSError | TooBig))
             raise
         finally:
             self._big_streams -= big
+            trace.received = pending.size
         return pending
 
     def _partial(
-        self, job: Job, resp: aiohttp.ClientResponse, resume: Resume | None
+        self, job: Job, resp: aiohttp.ClientResponse, resume: Resume | None,
+        span: ranges.Continuation | None,
     ) -> Partial | None:
         """Where to keep this body so that a cut-off attempt can be continued, if it can be."""
-        if resume is not None and resp.status == 206:
-            return self._sink.partial(job.url, resume.validator, resume.offset)
+        if resume is not None and span is not None:
+            return self._sink.partial(job.url, resume.validator, resume.offset, span.complete)
         # Keeping a partial costs a few file operations; only a big body repays them.
         if (resp.content_length or 0) < RESUMABLE_BYTES:
             return None
-        validator = _strong_validator(resp)
-        return self._sink.partial(job.url, validator, 0) if validator else None
+        validator = ranges.if_range_validator(resp.headers)
+        return self._sink.partial(job.url, validator, 0, resp.content_length) if validator else None
 
     def _conditions(self, job: Job) -> dict[str, str] | None:
         """If-None-Match / If-Modified-Since from the earlier run, when revalidating."""
@@ -240,20 +258,15 @@ def _range(resume: Resume) -> dict[str, str]:
     return {"Range": f"bytes={resume.offset}-", "If-Range": resume.validator}
 
 
-def _continues(resp: aiohttp.ClientResponse, resume: Resume) -> bool:
-    """A 206 whose Content-Range starts exactly where the kept bytes end."""
-    if resp.status != 206:
-        return False
-    unit, _, spec = resp.headers.get("Content-Range", "").partition(" ")
-    return unit == "bytes" and spec.split("-", 1)[0].strip() == str(resume.offset)
-
-
-def _strong_validator(resp: aiohttp.ClientResponse) -> str | None:
-    """A validator If-Range may carry: a strong ETag, else Last-Modified (RFC 9110 13.1.5)."""
-    etag = resp.headers.get("ETag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    return resp.headers.get("Last-Modified")
+def _span(resp: aiohttp.ClientResponse, resume: Resume | None) -> ranges.Continuation:
+    """Where a 206 goes: after the kept bytes, or, unasked, it must be the whole body."""
+    if resume is not None:
+        return ranges.continuation(resp.headers, resume, resp.content_length)
+    got = ranges.parse_content_range(resp.headers.get("Content-Range"))
+    if got is None or got.first != 0 or got.complete != got.last + 1:
+        raise ranges.Mismatch(f"the server sent part of it unasked (HTTP 206, Content-Range "
+                              f"{resp.headers.get('Content-Range', 'missing')!r})")
+    return ranges.Continuation(end=got.complete, complete=got.complete)
 
 
 def _validators(resp: aiohttp.ClientResponse) -> Validators | None:

@@ -103,9 +103,11 @@ def summary_table(summary: Summary, manifest: Path) -> Table:
     table.add_row("failed", Text(f"{summary.failed:,}", "red" if summary.failed else ""))
     table.add_row("not modified", f"{summary.not_modified:,}")
     table.add_row("skipped", f"{summary.skipped:,}")
-    table.add_row("bytes written", human_bytes(summary.bytes))
+    table.add_row("bytes saved", human_bytes(summary.bytes))
+    if summary.received != summary.bytes:  # resumed files, or bodies received and lost
+        table.add_row("received", human_bytes(summary.received))
     table.add_row("elapsed", human_duration(summary.elapsed_s))
-    rate = f"{summary.total / seconds:,.0f} files/s, {human_bytes(summary.bytes / seconds)}/s"
+    rate = f"{summary.total / seconds:,.0f} files/s, {human_bytes(summary.received / seconds)}/s"
     table.add_row("average", rate)
     table.add_row("manifest", str(manifest))
     return table

@@ -73,6 +73,7 @@ class Resume(Wire):
 
     offset: int
     validator: str  # a strong ETag or a Last-Modified date, sent as If-Range
+    total: int | None = None  # the whole body's length, when it was announced
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,7 @@ class Ticket(Wire):
     attempts: int = 0  # attempts made so far
     resume: Resume | None = None
     first_start: float | None = None  # monotonic (shared by all processes on Linux)
+    received: int = 0  # body bytes received by the attempts made so far
 
 
 class Failure(enum.StrEnum):
@@ -124,6 +126,7 @@ class Attempt(Wire):
     not_modified: bool = False
     validators: Validators | None = None
     resume: Resume | None = None  # what the next attempt can continue from
+    received: int = 0  # body bytes that came over the wire in this attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +137,8 @@ class Result:
     status: Status
     path: str | None
     http_status: int | None
-    bytes: int
+    bytes: int  # the file's size on disk
+    received: int  # body bytes this run received for it (a resumed file: less than bytes)
     sha256: str | None
     attempts: int
     elapsed: float
@@ -195,9 +199,10 @@ class Summary:
     failed: int
     not_modified: int
     skipped: int
-    bytes: int
+    bytes: int  # of the files this run saved, as they are on disk
     elapsed_s: float
     interrupted_by: int | None  # signal number, when a signal stopped the run
+    received: int = 0  # body bytes that came over the wire in this run
 
     @property
     def total(self) -> int:

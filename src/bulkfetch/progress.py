@@ -91,11 +91,14 @@ def summary_lines(summary: Summary, manifest: Path) -> list[str]:
     if summary.interrupted_by is not None:
         name = signal.Signals(summary.interrupted_by).name
         lines.append(f"interrupted by {name}; the manifest lists what finished")
+    received = ""
+    if summary.received != summary.bytes:  # resumed files, or bodies received and lost
+        received = f", {human_bytes(summary.received)} received"
     lines.append(
         f"{summary.ok:,} ok, {summary.failed:,} failed, {summary.not_modified:,} not modified, "
-        f"{summary.skipped:,} skipped; {human_bytes(summary.bytes)} in "
+        f"{summary.skipped:,} skipped; {human_bytes(summary.bytes)} saved{received} in "
         f"{human_duration(summary.elapsed_s)} ({summary.total / seconds:,.0f} files/s, "
-        f"{human_bytes(summary.bytes / seconds)}/s)"
+        f"{human_bytes(summary.received / seconds)}/s)"
     )
     lines.append(f"manifest: {manifest}")
     return lines

@@ -27,10 +27,11 @@ def redacted_result(
     attempts: int = 0,
     elapsed: float = 0.0,
     error: str | None = None,
+    received: int = 0,
 ) -> Result:
     """The one way a Result is made: the URL and the error are masked here, once."""
     return Result(
         url=redact(url), status=status, path=path, http_status=http_status, bytes=size,
-        sha256=sha256, attempts=attempts, elapsed=elapsed,
+        received=received, sha256=sha256, attempts=attempts, elapsed=elapsed,
         error=redact(error) if error else None,
     )

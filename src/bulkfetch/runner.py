@@ -32,10 +32,13 @@ class Tally:
         self.started = clock
         self.counts = dict.fromkeys(Status, 0)
         self.bytes = 0
+        self.received = 0
 
     def add(self, result: Result) -> None:
         self.counts[result.status] += 1
-        self.bytes += result.bytes
+        self.received += result.received
+        if result.status is Status.OK:
+            self.bytes += result.bytes
 
     def summary(self, now: float, interrupted_by: int | None) -> Summary:
         return Summary(
@@ -46,6 +49,7 @@ class Tally:
             bytes=self.bytes,
             elapsed_s=now - self.started,
             interrupted_by=interrupted_by,
+            received=self.received,
         )
 
 

@@ -45,6 +45,7 @@ class Partial:
     url: str
     validator: str
     offset: int  # bytes already there from an earlier attempt
+    total: int | None  # the whole body's length, when it was announced
 
 
 class ChecksumMismatch(Exception):
@@ -66,12 +67,12 @@ class Sink:
     ) -> PendingFile:
         return PendingFile(self, rel, partial, flush_bytes)
 
-    def partial(self, url: str, validator: str, offset: int) -> Partial:
+    def partial(self, url: str, validator: str, offset: int, total: int | None) -> Partial:
         base = os.path.join(self.root, PARTIAL_DIR, _key(url))
-        return Partial(f"{base}.part", f"{base}.json", url, validator, offset)
+        return Partial(f"{base}.part", f"{base}.json", url, validator, offset, total)
 
     async def drop_partial(self, url: str) -> None:
-        await self.writers.run(_drop, self.partial(url, "", 0))
+        await self.writers.run(_drop, self.partial(url, "", 0, None))
 
     def find_resume(self, url: str) -> Resume | None:
         """Thread side (intake): what an earlier run kept of this URL's body, if anything."""
@@ -82,7 +83,7 @@ class Sink:
                 self._kept = set()
         if not self._kept:  # the usual case: no digest and no path per URL
             return None
-        spot = self.partial(url, "", 0)
+        spot = self.partial(url, "", 0, None)
         if os.path.basename(spot.meta) not in self._kept:
             return None
         try:
@@ -92,7 +93,8 @@ class Sink:
             return None
         if meta.get("url") != url or not size or not isinstance(meta.get("validator"), str):
             return None
-        return Resume(offset=size, validator=meta["validator"])
+        total = meta.get("total")
+        return Resume(size, meta["validator"], total if isinstance(total, int) else None)
 
     def ensure_dir(self, folder: str) -> None:
         """Create `folder` and check that it really lies inside --out (no symlink leads out)."""
@@ -181,11 +183,11 @@ class PendingFile:
         """Forget the body: nothing appears at the final path and the temp file goes, unless
         `keep` and it is a partial worth resuming: then what to resume from is returned."""
         flushing, self._flushing = self._flushing, None
-        self._buffer = []
+        chunks, self._buffer = self._buffer, []
         if flushing is not None:
             with contextlib.suppress(Exception):
                 await settle(flushing, defer_cancel=True)
-        return await self._sink.writers.run(self._discard, keep)
+        return await self._sink.writers.run(self._discard, keep, chunks)
 
     async def _wait_flush(self) -> None:
         flushing, self._flushing = self._flushing, None
@@ -223,13 +225,16 @@ class PendingFile:
                 os.unlink(self._partial.meta)
         return digest
 
-    def _discard(self, keep: bool) -> Resume | None:
+    def _discard(self, keep: bool, chunks: list[bytes]) -> Resume | None:
+        if keep and chunks and self._partial is not None:  # received bytes are worth keeping
+            with contextlib.suppress(OSError):
+                self._write(chunks)
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
         partial, temp, self._temp = self._partial, self._temp, ""
         if partial is not None and temp == partial.part and keep and self.on_disk:
-            return Resume(offset=self.on_disk, validator=partial.validator)
+            return Resume(self.on_disk, partial.validator, partial.total)
         if partial is not None and temp == partial.part:
             _drop(partial)
         elif temp:
@@ -254,7 +259,7 @@ def _open_partial(partial: Partial, digest: hashlib._Hash) -> tuple[str, int]:
         os.lseek(fd, 0, os.SEEK_END)
         return partial.part, fd
     fd = os.open(partial.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    meta = {"url": partial.url, "validator": partial.validator}
+    meta = {"url": partial.url, "validator": partial.validator, "total": partial.total}
     Path(partial.meta).write_bytes(orjson.dumps(meta))
     return partial.part, fd
 
