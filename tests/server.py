@@ -12,6 +12,7 @@ Routes (KEY separates the counters of different tests):
   /to-ftp                     redirects to an ftp:// URL
   /go?to=URL                  redirects to URL
   /headers                    the request headers as JSON
+  /raw/...                    the request target exactly as it arrived, as the body
   /gzipped                    a gzip body with Content-Encoding: gzip, whatever was asked
   /big/N                      N bytes written 1 MiB at a time
   /chunked/N                  N bytes in chunked encoding (no Content-Length)
@@ -172,6 +173,7 @@ class Server:
         r.add_get("/big/{n}", self._big)
         r.add_get("/ranged/{name}", self._ranged)
         r.add_get("/chunked/{n}", self._chunked)
+        r.add_get("/raw/{tail:.*}", self._raw)
         r.add_get("/{tail:.*}", self._anything)
         return app
 
@@ -244,7 +246,11 @@ class Server:
         raise web.HTTPFound("ftp://127.0.0.1/x")
 
     async def _go(self, request: web.Request) -> web.Response:
-        raise web.HTTPFound(request.query["to"])
+        # Not HTTPFound: it would re-quote the Location.
+        return web.Response(status=302, headers={"Location": request.query["to"]})
+
+    async def _raw(self, request: web.Request) -> web.Response:
+        return web.Response(text=request.raw_path)
 
     async def _headers(self, request: web.Request) -> web.Response:
         return web.json_response(dict(request.headers))

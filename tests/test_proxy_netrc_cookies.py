@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
 from tests.helpers import MANIFEST, read_manifest
-from tests.proxy import Proxy
+from tests.proxy import Proxy, RealProxy
 from tests.server import Server
 
 
@@ -51,6 +51,39 @@ def test_proxy_from_environment_and_no_proxy(
     assert proc.returncode == 0, proc.stderr
     assert [target for target, _ in proxy.seen] == [via]
     assert len(read_manifest(tmp_path / "out" / MANIFEST)) == 2
+
+
+@pytest.fixture(scope="module")
+def real_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealProxy]:
+    running = RealProxy(tmp_path_factory.mktemp("proxy"), basic_auth="pat:right").start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])  # a refused CONNECT, a refused GET
+def test_a_proxy_refusing_the_credentials_is_not_asked_again(
+    server: Server, real_proxy: RealProxy, tmp_path: Path, scheme: str
+) -> None:
+    url = f"{scheme}://127.0.0.1:{server.port}/bytes/10"
+    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"),
+                   "--proxy", f"http://pat:wrong@127.0.0.1:{real_proxy.port}")
+    assert proc.returncode == 1
+    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    assert row["attempts"] == 1 and row["http_status"] == 407
+    assert "the proxy refused the credentials" in row["error"] and "wrong" not in proc.stderr
+
+
+def test_the_proxy_is_chosen_for_each_redirect_hop(
+    server: Server, proxy: Proxy, tmp_path: Path
+) -> None:
+    """NO_PROXY holds 127.0.0.2: a hop to it goes direct, a hop from it through the proxy."""
+    away = server.url_on("127.0.0.2", "/bytes/7")
+    back = server.url("/bytes/8")
+    urls = [server.url(f"/go?to={away}"), server.url_on("127.0.0.2", f"/go?to={back}")]
+    proc = run_env([str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out")],
+                   {"HTTP_PROXY": f"http://127.0.0.1:{proxy.port}", "NO_PROXY": "127.0.0.2"})
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(target for target, _ in proxy.seen) == sorted([urls[0], back])
 
 
 def test_netrc(server: Server, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from bulkfetch import __version__
 from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
 from bulkfetch.fetch import CHUNK_BYTES, Fetcher
+from bulkfetch.hops import Hops
 from bulkfetch.models import Refetch, Settings
 from bulkfetch.sink import Sink
 
@@ -40,14 +41,14 @@ async def fetcher(
 ) -> AsyncIterator[Fetcher]:
     """A Fetcher with `limit` slots over a new session, closed on the way out."""
     async with _session(settings, extras, limit) as session:
+        hops = Hops(session, extras.credentials, headers=settings.headers,
+                    max_redirects=settings.max_redirects)
         yield Fetcher(
-            session,
+            hops,
             asyncio.Semaphore(limit),
             sink,
             timeouts=settings.timeouts,
-            max_redirects=settings.max_redirects,
             max_bytes=settings.max_bytes,
-            credentials=extras.credentials,
             conditional=settings.refetch is Refetch.REVALIDATE,
             observer=observer,
         )
@@ -56,7 +57,8 @@ async def fetcher(
 def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSession:
     agent = settings.user_agent or f"bulkfetch/{__version__}"
     headers = {"User-Agent": agent, "Accept-Encoding": "identity"}
-    # A header given twice on the command line is sent twice; a default is replaced.
+    # -H headers go with each request (hops.py: some only to the listed origin); a default
+    # they name is not sent at all. A header given twice is sent twice.
     extra = {name.lower() for name, _ in settings.headers}
     base = {k: v for k, v in headers.items() if k.lower() not in extra}
     return aiohttp.ClientSession(
@@ -69,7 +71,8 @@ def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSe
             sock_connect=settings.timeouts.connect_s,
             sock_read=settings.timeouts.read_s,
         ),
-        headers=[*base.items(), *settings.headers],
+        headers=base,
+        requote_redirect_url=False,  # hops.py follows redirects; this is in case it ever doesn't
         auto_decompress=False,
         read_bufsize=CHUNK_BYTES,  # smaller, and the socket pauses and resumes per chunk
     )

@@ -105,18 +105,19 @@ class Credentials:
     user: tuple[str, str] | None = None
     logins: dict[str, tuple[str, str]] = field(default_factory=dict)
 
-    def request_options(self, url: str) -> RequestOptions:
-        """Keyword arguments for `session.get`; empty (and cheap) when nothing is configured."""
+    def request_options(self, url: URL, *, at_home: bool = True) -> RequestOptions:
+        """Keyword arguments for one hop's `session.get`: the proxy for this hop's URL, and the
+        Basic credentials: --user only on the listed origin (`at_home`), a netrc login on its
+        own host. Empty (and cheap) when nothing is configured."""
         if self.user is None and not self.logins and not (self.proxies.forced or
                                                           self.proxies.by_scheme):
             return {}
-        parsed = URL(url)
         options: RequestOptions = {}
-        if (proxy := self.proxies.for_url(parsed)) is not None:
+        if (proxy := self.proxies.for_url(url)) is not None:
             options["proxy"] = proxy
-        login = self.user or (self.logins.get(parsed.host) if parsed.host else None)
+        login = self.user if at_home else None
+        if login is None and url.host:
+            login = self.logins.get(url.host)
         if login is not None:
-            # Per request, not on the session: aiohttp re-applies a session's auth after a
-            # redirect to another origin, but drops a request's.
             options["auth"] = aiohttp.BasicAuth(*login)
         return options

@@ -3,8 +3,10 @@
 This is the only module that catches aiohttp's exceptions; each becomes a one-line description
 and a verdict on whether another attempt could help:
 
+    hops.TooManyRedirects, hops.BadRedirect                           FINAL
     aiohttp.ClientError
-      ├─ TooManyRedirects, InvalidURL, NonHttpUrlClientError         FINAL
+      ├─ InvalidURL, NonHttpUrlClientError                            FINAL
+      ├─ ClientHttpProxyError (the proxy refused the CONNECT)         STATUS (its status)
       ├─ ClientSSLError                                               TLS (the host's fault)
       ├─ ClientConnectorError (refused, name not resolved)            CONNECT
       └─ everything else (reset, disconnected, payload cut short)     TRANSFER
@@ -22,9 +24,9 @@ from collections.abc import Callable
 
 import aiohttp
 
-from bulkfetch import ranges
-from bulkfetch.creds import Credentials
+from bulkfetch import hops, ranges
 from bulkfetch.events import Observer
+from bulkfetch.hops import Hops
 from bulkfetch.models import Attempt, Failure, Job, Resume, Ticket, Timeouts, Validators
 from bulkfetch.retry import parse_retry_after
 from bulkfetch.sink import ChecksumMismatch, Partial, PendingFile, Sink
@@ -39,7 +41,8 @@ BIG_FLUSH_BYTES = 1024 * 1024
 BIG_STREAMS = 8
 
 _FINAL_CLIENT_ERRORS = (
-    aiohttp.TooManyRedirects,
+    hops.TooManyRedirects,
+    hops.BadRedirect,
     aiohttp.InvalidURL,
     aiohttp.NonHttpUrlClientError,
 )
@@ -97,25 +100,21 @@ class Fetcher:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        hops: Hops,
         semaphore: asyncio.Semaphore,
         sink: Sink,
         *,
         timeouts: Timeouts,
-        max_redirects: int = 10,
         max_bytes: int | None = None,
-        credentials: Credentials | None = None,
         conditional: bool = True,
         observer: Observer,
     ) -> None:
-        self._session = session
+        self._hops = hops
         self._semaphore = semaphore
         self._big_streams = 0
         self._sink = sink
         self._timeouts = timeouts
-        self._max_redirects = max_redirects
         self._max_bytes = max_bytes
-        self._credentials = credentials or Credentials()
         self._conditional = conditional
         self._observer = observer
 
@@ -137,28 +136,27 @@ class Fetcher:
         except (ChecksumMismatch, TooBig) as exc:
             return trace.failed(str(exc), Failure.FINAL)
         except _FINAL_CLIENT_ERRORS as exc:
-            return trace.failed(_describe(exc, self._max_redirects), Failure.FINAL)
+            return trace.failed(_describe(exc), Failure.FINAL)
+        except aiohttp.ClientHttpProxyError as exc:  # the proxy refused the CONNECT
+            trace.http_status = exc.status
+            return trace.failed(_proxy_refused(exc.status, exc.message), Failure.STATUS)
         except aiohttp.ClientSSLError as exc:  # before ClientConnectorError, its sibling base
-            return trace.failed(_describe(exc, self._max_redirects), Failure.TLS)
+            return trace.failed(_describe(exc), Failure.TLS)
         except aiohttp.ConnectionTimeoutError as exc:
             return trace.failed(_timed_out(exc, self._timeouts), Failure.CONNECT)
         except TimeoutError as exc:
             return trace.failed(_timed_out(exc, self._timeouts), Failure.TRANSFER)
         except aiohttp.ClientConnectorError as exc:
-            return trace.failed(_describe(exc, self._max_redirects), Failure.CONNECT)
+            return trace.failed(_describe(exc), Failure.CONNECT)
         except (aiohttp.ClientError, ShortBody, ShortRange) as exc:
-            return trace.failed(_describe(exc, self._max_redirects), Failure.TRANSFER)
+            return trace.failed(_describe(exc), Failure.TRANSFER)
         except OSError as exc:
             return trace.failed(f"cannot write the file: {exc}", Failure.FINAL)
 
     async def _exchange(self, job: Job, trace: _Trace) -> PendingFile | Attempt:
         """Send the request and take the answer: its body on the way to disk, or the verdict."""
         resume = trace.kept
-        # aiohttp gives up when the count of redirects *reaches* max_redirects.
-        get = self._session.get(
-            job.url, headers=_range(resume) if resume else self._conditions(job),
-            max_redirects=self._max_redirects + 1, **self._credentials.request_options(job.url),
-        )
+        get = self._hops.get(job.url, headers=_range(resume) if resume else self._conditions(job))
         async with get as resp:
             trace.http_status = resp.status
             trace.validators = _validators(resp)
@@ -276,12 +274,21 @@ def _validators(resp: aiohttp.ClientResponse) -> Validators | None:
 
 def _refused(resp: aiohttp.ClientResponse) -> Attempt:
     """A non-2xx answer: retried when the status says a later try may work."""
+    error = f"HTTP {resp.status} {resp.reason or ''}".rstrip()
     return Attempt(
         http_status=resp.status,
-        error=f"HTTP {resp.status} {resp.reason or ''}".rstrip(),
+        error=_proxy_refused(resp.status, resp.reason) if resp.status == 407 else error,
         failure=Failure.STATUS,
         retry_after_s=parse_retry_after(resp.headers.get("Retry-After")),
     )
+
+
+def _proxy_refused(status: int, reason: str | None) -> str:
+    """A proxy's refusal; a 401 to a CONNECT (tinyproxy) means what a 407 means."""
+    what = f"HTTP {status} {reason or ''}".rstrip()
+    if status in (401, 407):
+        return f"the proxy refused the credentials ({what}); not retried"
+    return f"the proxy refused the connection ({what})"
 
 
 def _timed_out(exc: TimeoutError, timeouts: Timeouts) -> str:
@@ -293,11 +300,11 @@ def _timed_out(exc: TimeoutError, timeouts: Timeouts) -> str:
     return f"timed out after {timeouts.total_s:g}s (--timeout)"
 
 
-def _describe(exc: BaseException, max_redirects: int) -> str:
+def _describe(exc: BaseException) -> str:
     """A one-line, never empty, description of a network fault."""
     match exc:
-        case aiohttp.TooManyRedirects():
-            return f"too many redirects (more than {max_redirects}; a loop?)"
+        case hops.TooManyRedirects() | hops.BadRedirect():
+            return str(exc)
         case aiohttp.NonHttpUrlClientError() | aiohttp.InvalidURL():
             return f"redirected to an unusable URL: {exc}"
         case aiohttp.ClientConnectorCertificateError():
