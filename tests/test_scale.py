@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import bulkfetch_cmd, cli_env, write_list
 from tests.helpers import MANIFEST, read_manifest
@@ -22,19 +25,19 @@ MILLION_URLS_RSS_LIMIT_MB = 112
 def run_measured(args: list[str], *, stop_after: float | None = None,
                  started: object = None) -> tuple[int, float, str]:
     """Run the CLI; returns exit code, peak RSS in MB, and stderr."""
-    proc = subprocess.Popen(bulkfetch_cmd(*args), stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "tests.peak", *bulkfetch_cmd(*args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=cli_env())
+    assert proc.stdout is not None
+    pid = int(proc.stdout.readline())
     if stop_after is not None:
         if started is not None:
             wait_for(started, timeout=5)
         time.sleep(stop_after)
-        proc.send_signal(signal.SIGTERM)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.stderr is not None
-    stderr = proc.stderr.read()
-    proc.stderr.close()
-    return proc.returncode, usage.ru_maxrss / 1024, stderr
+        os.kill(pid, signal.SIGTERM)
+    out, stderr = proc.communicate(timeout=120)
+    code, peak_kib = (int(word) for word in out.split())
+    return code, peak_kib / 1024, stderr
 
 
 def test_memory_does_not_grow_with_body_size(server: Server, tmp_path: Path) -> None:
@@ -49,6 +52,7 @@ def test_memory_does_not_grow_with_body_size(server: Server, tmp_path: Path) -> 
     assert peaks[1] - peaks[0] < 10, peaks
 
 
+@pytest.mark.slow
 def test_a_million_lines_start_at_once_in_bounded_memory(
     server: Server, tmp_path: Path
 ) -> None:
@@ -68,6 +72,7 @@ def test_a_million_lines_start_at_once_in_bounded_memory(
     assert time.monotonic() - began < 15
 
 
+@pytest.mark.slow
 def test_a_million_distinct_lines_fit_the_dedupe_set(tmp_path: Path) -> None:
     """All of a 1,000,000-line list goes through planning and the manifest in bounded memory.
 
