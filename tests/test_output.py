@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
+from tests.helpers import MANIFEST, read_manifest
 from tests.server import Server
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -153,3 +155,66 @@ def test_runs_without_a_terminal_do_not_import_rich(server: Server, tmp_path: Pa
                 if line.startswith("import time:")]
     assert "aiohttp" in imported  # the import trace is there
     assert not [name for name in imported if name.split(".")[0] == "rich"]
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x00\u202e"
+
+
+def hostile_list(server: Server, path: Path) -> Path:
+    """Lines whose URL, NAME and server reason hold terminal controls, and undecodable bytes."""
+    lines = [
+        f"{server.url('/status/404')}?q={HOSTILE}",
+        f"{server.url('/bytes/10')} name{HOSTILE}.bin",
+        f"ftp://x/{HOSTILE}",
+    ]
+    path.write_bytes("\n".join(lines).encode() + b"\nhttp://127.0.0.1:9/\xff\xfe\n")
+    return path
+
+
+@pytest.mark.parametrize("args", [[], ["-v"], ["-q"]])
+def test_nothing_from_the_list_or_the_wire_reaches_stderr_raw(
+    server: Server, tmp_path: Path, args: list[str]
+) -> None:
+    proc = subprocess.run(
+        bulkfetch_cmd(str(hostile_list(server, tmp_path / "u")), "-o", str(tmp_path / "out"),
+                      "--retries", "0", *args),
+        capture_output=True, env=cli_env(), timeout=60,
+    )
+    assert proc.returncode == 1
+    for raw in (b"\x1b", b"\x07", b"\x00", "\u202e".encode()):
+        assert raw not in proc.stderr, proc.stderr
+    if args != ["-q"]:
+        assert b"\\x1b]0;pwned\\x07" in proc.stderr
+
+
+def test_nothing_raw_reaches_a_terminal(server: Server, tmp_path: Path) -> None:
+    env = {**cli_env(), "COLUMNS": "200", "LINES": "40", "TERM": "xterm-256color"}
+    code, out = run_in_pty(
+        [str(hostile_list(server, tmp_path / "u")), "-o", str(tmp_path / "out"), "-v"], env
+    )
+    assert code == 1
+    assert "\x1b]0;" not in out and "\x07" not in out and "\x1b[2J" not in out
+    assert "\\x1b]0;pwned" in out
+
+
+@pytest.mark.parametrize("header", ["X: a\nb", "X: a\rb", "X: a\x7fb", "X Y: z", "X\x1b: z"])
+def test_a_header_with_control_characters_is_a_usage_error(tmp_path: Path, header: str) -> None:
+    proc = run_cli(str(write_list(tmp_path / "u", ["http://127.0.0.1:9/"])), "-H", header)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "--header" in proc.stderr
+
+
+def test_with_stderr_closed_the_run_completes_and_stdout_stays_empty(
+    server: Server, tmp_path: Path
+) -> None:
+    urls = [server.url("/bytes/10"), server.url("/status/404")]
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$@" 2>&-', "sh",
+         *bulkfetch_cmd(str(write_list(tmp_path / "u", urls)), "-o", str(out), "-v")],
+        capture_output=True, env=cli_env(), timeout=60,
+    )
+    assert proc.returncode == 1 and proc.stdout == b""
+    rows = read_manifest(out / MANIFEST)
+    assert [rows[url]["status"] for url in urls] == ["ok", "failed"]
+    assert b"bulkfetch" not in (out / rows[urls[0]]["path"]).read_bytes()

@@ -23,6 +23,7 @@ from bulkfetch import workers as workers_
 from bulkfetch.intake import Source, SourceError
 from bulkfetch.models import Refetch, Settings, Summary, Timeouts, Tls
 from bulkfetch.plan import STATE_DIR
+from bulkfetch.printable import printable
 from bulkfetch.progress import Display, DisplaySettings, Mode
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_LOCKED = 0, 1, 2, 70, 75
@@ -194,7 +195,7 @@ def fetch(
         host_rate=host_rate,
         max_redirects=max_redirects,
         max_bytes=parse_size(max_bytes) if max_bytes is not None else None,
-        user_agent=user_agent,
+        user_agent=_parse_header(f"User-Agent: {user_agent}")[1] if user_agent else None,
         tls=Tls(cacert=cacert, insecure=insecure, cert=cert, key=key),
         user=_parse_user(user) if user is not None else None,
         netrc=netrc,
@@ -289,6 +290,10 @@ def parse_size(text: str) -> int:
     return int(number) << (10 * " KMG".index((unit or " ").upper()))
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a field name (RFC 9110 5.6.2)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what a field value cannot hold (HTAB can)
+
+
 def _env_headers() -> list[str]:
     """BULKFETCH_HEADER holds one header per line (a header value may contain spaces)."""
     return [line for line in os.environ.get("BULKFETCH_HEADER", "").splitlines() if line.strip()]
@@ -296,8 +301,10 @@ def _env_headers() -> list[str]:
 
 def _parse_header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
-    if not sep or not name.strip() or name != name.strip() or " " in name:
+    if not sep or _TOKEN.fullmatch(name) is None:
         raise UsageError(f"--header {text!r}: expected 'Name: value'")
+    if _CONTROL.search(value):
+        raise UsageError(f"--header {text!r}: a header value cannot hold control characters")
     return name, value.strip()
 
 
@@ -350,7 +357,7 @@ def _write_summary_json(path: Path, summary: Summary, settings: Settings, code: 
 
 
 def _say(line: str) -> None:
-    print(f"bulkfetch: {line}", file=sys.stderr, flush=True)
+    print(f"bulkfetch: {printable(line)}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from bulkfetch.board import Board, Snapshot
 from bulkfetch.models import Summary
+from bulkfetch.printable import printable
 from bulkfetch.progress import REFRESH_S, human_bytes, human_duration, total
 
 
@@ -28,7 +29,7 @@ class LiveView:
 
     def say(self, line: str) -> None:
         """A line above the table."""
-        self._console.print(Text(line), soft_wrap=True)
+        self._console.print(Text(line), soft_wrap=True)  # escaped by Display.say
 
     async def run(self, board: Board) -> None:
         """Refresh until cancelled."""
@@ -69,7 +70,7 @@ def render_table(snap: Snapshot) -> RenderableType:
     )
     overview.add_row("in flight", f"{snap.in_flight} / {snap.limit}")
     if snap.waiting_on:
-        overview.add_row("waiting on", Text("; ".join(snap.waiting_on), style="yellow"))
+        overview.add_row("waiting on", Text(printable("; ".join(snap.waiting_on)), style="yellow"))
     parts: list[RenderableType] = [overview]
     if snap.transfers:
         transfers = Table(box=None, padding=(0, 1), expand=False, header_style="bold")
@@ -81,13 +82,15 @@ def render_table(snap: Snapshot) -> RenderableType:
             size = human_bytes(t.received)
             if t.total is not None:
                 size = f"{size} / {human_bytes(t.total)}"
-            transfers.add_row(t.name, size, f"{human_bytes(t.bytes_per_s)}/s", str(t.attempt))
+            # Text, not str: a URL holding "[red]" is not markup.
+            speed = f"{human_bytes(t.bytes_per_s)}/s"
+            transfers.add_row(Text(printable(t.name)), size, speed, str(t.attempt))
         parts.append(transfers)
     if snap.failures:
         failures = Table(box=None, padding=(0, 1), header_style="bold red")
         failures.add_column("recent failures", overflow="ellipsis", no_wrap=True)
         for line in snap.failures:
-            failures.add_row(line)
+            failures.add_row(Text(printable(line)))
         parts.append(failures)
     return Group(*parts)
 
@@ -109,5 +112,5 @@ def summary_table(summary: Summary, manifest: Path) -> Table:
     table.add_row("elapsed", human_duration(summary.elapsed_s))
     rate = f"{summary.total / seconds:,.0f} files/s, {human_bytes(summary.received / seconds)}/s"
     table.add_row("average", rate)
-    table.add_row("manifest", str(manifest))
+    table.add_row("manifest", Text(printable(str(manifest))))
     return table

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from bulkfetch.board import Board, Snapshot
 from bulkfetch.models import Job, Result, Status, Summary
+from bulkfetch.printable import printable
 
 if TYPE_CHECKING:
     from bulkfetch.live import LiveView
@@ -169,7 +170,9 @@ class Display:
                 self.say("further failures are listed only in the manifest")
 
     def say(self, line: str) -> None:
-        """One line on stderr; above the table when it is live."""
+        """One line on stderr; above the table when it is live. Lines hold URLs, names and
+        servers' words: they are escaped here, where they leave."""
+        line = printable(line)
         if self._live is not None:
             self._live.say(f"bulkfetch: {line}")
         else:
