@@ -13,6 +13,7 @@ Routes (KEY separates the counters of different tests):
   /go?to=URL                  redirects to URL
   /headers                    the request headers as JSON
   /raw/...                    the request target exactly as it arrived, as the body
+  /big-header/N               a Set-Cookie header of N bytes holding SECRET
   /gzipped                    a gzip body with Content-Encoding: gzip, whatever was asked
   /big/N                      N bytes written 1 MiB at a time
   /chunked/N                  N bytes in chunked encoding (no Content-Length)
@@ -51,6 +52,7 @@ def body(name: str, size: int) -> bytes:
 
 
 GZIPPED = gzip.compress(body("gzipped", 50_000))
+SECRET = "S3CRET-session-token"
 OTHER_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
 
@@ -174,6 +176,7 @@ class Server:
         r.add_get("/ranged/{name}", self._ranged)
         r.add_get("/chunked/{n}", self._chunked)
         r.add_get("/raw/{tail:.*}", self._raw)
+        r.add_get("/big-header/{n}", self._big_header)
         r.add_get("/{tail:.*}", self._anything)
         return app
 
@@ -248,6 +251,10 @@ class Server:
     async def _go(self, request: web.Request) -> web.Response:
         # Not HTTPFound: it would re-quote the Location.
         return web.Response(status=302, headers={"Location": request.query["to"]})
+
+    async def _big_header(self, request: web.Request) -> web.Response:
+        value = f"session={SECRET}" + "x" * int(request.match_info["n"])
+        return web.Response(text="ok", headers={"Set-Cookie": value})
 
     async def _raw(self, request: web.Request) -> web.Response:
         return web.Response(text=request.raw_path)

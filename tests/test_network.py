@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.conftest import run_cli, write_list
 from tests.helpers import MANIFEST, assert_tidy, read_manifest
-from tests.server import Server, body
+from tests.server import SECRET, Server, body
 
 
 def test_per_host_limit_is_counted_at_the_server(server: Server, tmp_path: Path) -> None:
@@ -87,3 +87,19 @@ def test_sha256_column(server: Server, tmp_path: Path) -> None:
     assert rows[bad]["attempts"] == 1 and rows[bad]["path"] is None
     assert "not a sha256" in rows[server.url("/bytes/7")]["error"]
     assert_tidy(tmp_path / "out", rows)
+
+
+def test_a_big_header_is_taken_and_an_oversized_one_fails_without_its_value(
+    server: Server, tmp_path: Path
+) -> None:
+    """A 9 kB Set-Cookie (over aiohttp's 8 KiB) is a normal answer; past 64 KiB the error says
+    the header was oversized: no invented status, and the value is shown nowhere."""
+    fits, too_big = server.url("/big-header/9000"), server.url("/big-header/70000")
+    out = tmp_path / "out"
+    proc = run_cli(str(write_list(tmp_path / "u", [fits, too_big])), "-o", str(out), "-v")
+    assert proc.returncode == 1
+    rows = read_manifest(out / MANIFEST)
+    assert rows[fits]["status"] == "ok"
+    assert rows[too_big]["http_status"] is None and rows[too_big]["attempts"] == 1
+    assert rows[too_big]["error"] == "the server sent an oversized header (over 64 KiB)"
+    assert SECRET not in proc.stderr and SECRET not in (out / MANIFEST).read_text()

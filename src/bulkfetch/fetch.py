@@ -7,6 +7,7 @@ and a verdict on whether another attempt could help:
     aiohttp.ClientError
       ├─ InvalidURL, NonHttpUrlClientError                            FINAL
       ├─ ClientHttpProxyError (the proxy refused the CONNECT)         STATUS (its status)
+      ├─ ClientResponseError (an answer that cannot be parsed)        FINAL
       ├─ ClientSSLError                                               TLS (the host's fault)
       ├─ ClientConnectorError (refused, name not resolved)            CONNECT
       └─ everything else (reset, disconnected, payload cut short)     TRANSFER
@@ -32,6 +33,7 @@ from bulkfetch.retry import parse_retry_after
 from bulkfetch.sink import ChecksumMismatch, Partial, PendingFile, Sink
 
 CHUNK_BYTES = 256 * 1024
+MAX_HEADER_BYTES = 64 * 1024  # one header line, or the status line
 RESUMABLE_BYTES = 4 * 1024 * 1024
 # A big body is written out in bigger flushes: a quarter of the thread hops per MB (1 GiB:
 # 2.3 s -> 1.7 s). Only a few at once, so that memory stays bounded at any -c. The chunks stay
@@ -140,6 +142,8 @@ class Fetcher:
         except aiohttp.ClientHttpProxyError as exc:  # the proxy refused the CONNECT
             trace.http_status = exc.status
             return trace.failed(_proxy_refused(exc.status, exc.message), Failure.STATUS)
+        except aiohttp.ClientResponseError as exc:  # the answer could not be parsed
+            return trace.failed(_unparsable(exc), Failure.FINAL)
         except aiohttp.ClientSSLError as exc:  # before ClientConnectorError, its sibling base
             return trace.failed(_describe(exc), Failure.TLS)
         except aiohttp.ConnectionTimeoutError as exc:
@@ -281,6 +285,14 @@ def _refused(resp: aiohttp.ClientResponse) -> Attempt:
         failure=Failure.STATUS,
         retry_after_s=parse_retry_after(resp.headers.get("Retry-After")),
     )
+
+
+def _unparsable(exc: aiohttp.ClientResponseError) -> str:
+    """aiohttp reports a malformed answer as an invented 400 whose message quotes the bytes
+    (a session cookie, say): neither the status nor the text is shown."""
+    if exc.message.startswith("Got more than"):
+        return f"the server sent an oversized header (over {MAX_HEADER_BYTES // 1024} KiB)"
+    return "the server sent a malformed answer (not valid HTTP/1.1)"
 
 
 def _proxy_refused(status: int, reason: str | None) -> str:
