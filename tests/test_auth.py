@@ -6,8 +6,7 @@ import base64
 import urllib.parse
 from pathlib import Path
 
-from tests.conftest import run_cli, write_list
-from tests.helpers import MANIFEST, read_manifest
+from tests.helpers import MANIFEST, read_manifest, run_cli, write_list
 from tests.server import Server
 
 SECRET = "s3cr3t-Pa55"

@@ -10,10 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
-from tests.helpers import MANIFEST, assert_tidy, read_manifest
+from tests.helpers import (
+    MANIFEST,
+    assert_tidy,
+    bulkfetch_cmd,
+    cli_env,
+    read_manifest,
+    run_cli,
+    wait_for,
+    write_list,
+)
 from tests.server import Server
-from tests.test_signals import wait_for
 
 
 def served(server: Server, count: int, size: int = 3000) -> list[str]:

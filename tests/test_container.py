@@ -12,10 +12,16 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import bulkfetch_cmd, cli_env, write_list
-from tests.helpers import MANIFEST, assert_tidy, read_manifest
+from tests.helpers import (
+    MANIFEST,
+    assert_tidy,
+    bulkfetch_cmd,
+    cli_env,
+    read_manifest,
+    wait_for,
+    write_list,
+)
 from tests.server import Server
-from tests.test_signals import wait_for
 
 DOCKERFILE = Path(__file__).parent.parent / "Dockerfile"
 

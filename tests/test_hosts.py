@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, write_list
-from tests.helpers import MANIFEST, assert_tidy, read_manifest
+from tests.helpers import MANIFEST, assert_tidy, read_manifest, run_cli, write_list
 from tests.server import OTHER_HOSTS, Server
 
 HOSTS = ("127.0.0.1", *OTHER_HOSTS)

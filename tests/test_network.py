@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tests.conftest import run_cli, write_list
-from tests.helpers import MANIFEST, assert_tidy, read_manifest
+from tests.helpers import MANIFEST, assert_tidy, read_manifest, run_cli, write_list
 from tests.server import SECRET, Server, body
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
-from tests.helpers import MANIFEST, read_manifest
+from tests.helpers import MANIFEST, bulkfetch_cmd, cli_env, read_manifest, run_cli, write_list
 from tests.server import Server
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

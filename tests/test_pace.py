@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, write_list
-from tests.helpers import MANIFEST, read_manifest
+from tests.helpers import MANIFEST, read_manifest, run_cli, write_list
 from tests.server import Server
 
 

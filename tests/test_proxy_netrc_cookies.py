@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
-from tests.helpers import MANIFEST, read_manifest
+from tests.helpers import MANIFEST, bulkfetch_cmd, cli_env, read_manifest, run_cli, write_list
 from tests.proxy import Proxy, RealProxy
 from tests.server import Server
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bulkfetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from bulkfetch.models import Attempt, Failure
+from bulkfetch.retry import RetryPolicy, Verdict, parse_retry_after
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
@@ -41,5 +42,36 @@ def test_retry_after_wins_when_longer() -> None:
     assert policy.delay(3, retry_after_s=0.1, uniform=lambda a, b: b) == 2.0
 
 
-def test_retryable_statuses() -> None:
-    assert {408, 429, 500, 502, 503, 504} == RETRYABLE_STATUSES
+def fail(status: int | None = None, failure: Failure = Failure.STATUS,
+         retry_after_s: float | None = None) -> Attempt:
+    return Attempt(http_status=status, error="E", failure=failure, retry_after_s=retry_after_s)
+
+
+@pytest.mark.parametrize(("attempt", "retried", "paused"), [
+    (fail(503), True, None), (fail(500), True, None), (fail(408), True, None),
+    (fail(429, retry_after_s=5), True, 5.0), (fail(503, retry_after_s=7), True, 7.0),
+    (fail(500, retry_after_s=7), True, None),  # only 429 and 503 pause the host
+    (fail(404), False, None), (fail(403), False, None),
+    (fail(407), False, None),  # a proxy refusing credentials: asking again could lock them
+    (fail(None, Failure.CONNECT), True, None), (fail(None, Failure.TRANSFER), True, None),
+    (fail(None, Failure.TLS), False, None), (fail(None, Failure.FINAL), False, None),
+])
+def test_which_attempts_are_retried_and_which_pause_the_host(
+    attempt: Attempt, retried: bool, paused: float | None
+) -> None:
+    verdict = RetryPolicy(retries=3).decide(attempt, 1, uniform=lambda a, b: a)
+    assert (verdict.retry_in_s is not None) is retried
+    assert verdict.pause_host_s == paused
+    assert (verdict.error is None) is retried
+
+
+@pytest.mark.parametrize(("retries", "error"), [
+    (0, "E (gave up after 1 attempt)"), (2, "E (gave up after 3 attempts)"),
+])
+def test_the_last_attempt_says_how_many_were_made(retries: int, error: str) -> None:
+    verdict = RetryPolicy(retries=retries).decide(fail(503), retries + 1)
+    assert verdict.retry_in_s is None and verdict.error == error
+
+
+def test_a_success_needs_no_verdict() -> None:
+    assert RetryPolicy().decide(Attempt(http_status=200), 1) == Verdict()

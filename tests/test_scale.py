@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bulkfetch_cmd, cli_env, write_list
-from tests.helpers import MANIFEST, read_manifest
+from tests.helpers import MANIFEST, bulkfetch_cmd, cli_env, read_manifest, wait_for, write_list
 from tests.server import Server
-from tests.test_signals import wait_for
 
 RSS_LIMIT_MB = 100
 # A million distinct URLs: 42 MB of interpreter and libraries, the digest table (32 MB at a

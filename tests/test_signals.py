@@ -9,34 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bulkfetch_cmd, cli_env, write_list
-from tests.helpers import MANIFEST, assert_tidy, read_manifest
+from tests.helpers import (
+    MANIFEST,
+    assert_tidy,
+    bulkfetch_cmd,
+    cli_env,
+    read_manifest,
+    start_stalled_run,
+    wait_for,
+)
 from tests.server import Server
-
-
-def start_stalled_run(
-    server: Server, tmp_path: Path, *args: str
-) -> tuple[subprocess.Popen[str], Path, list[str]]:
-    """A run at -c 8 with 10 URLs finished and 4 stalled mid-body (each stalls after 600 KiB,
-    so a temp file is on disk while it waits); returns the process, --out and the finished."""
-    done = [server.url(f"/bytes/{1000 + i}") for i in range(10)]
-    stalled = [server.url(f"/stall/60?before={600 * 1024}&i={i}") for i in range(4)]
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        bulkfetch_cmd(str(write_list(tmp_path / "u", done + stalled)), "-o", str(out), "-c", "8",
-                      *args),
-        stderr=subprocess.PIPE, text=True, env=cli_env(),
-    )
-    wait_for(lambda: len(list(out.rglob(".bulkfetch-*.part"))) == 4)
-    wait_for(lambda: len((out / MANIFEST).read_bytes().splitlines()) == 10)
-    return proc, out, done
-
-
-def wait_for(condition: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

@@ -5,8 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
-from tests.conftest import run_cli, write_list
-from tests.helpers import MANIFEST, read_manifest
+from tests.helpers import MANIFEST, read_manifest, run_cli, write_list
 from tests.server import Server
 
 AS_LISTED = [

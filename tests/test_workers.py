@@ -12,10 +12,18 @@ import pytest
 
 from bulkfetch.models import Settings
 from bulkfetch.workers import choose, share
-from tests.conftest import bulkfetch_cmd, cli_env, run_cli, write_list
-from tests.helpers import MANIFEST, assert_tidy, read_manifest
+from tests.helpers import (
+    MANIFEST,
+    assert_tidy,
+    bulkfetch_cmd,
+    cli_env,
+    read_manifest,
+    run_cli,
+    start_stalled_run,
+    wait_for,
+    write_list,
+)
 from tests.server import Server
-from tests.test_signals import start_stalled_run, wait_for
 
 
 def test_the_shares_of_a_limit_add_up_to_it() -> None:

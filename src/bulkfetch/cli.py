@@ -20,26 +20,26 @@ import typer
 
 from bulkfetch import client, creds, lock, runner, tls
 from bulkfetch import workers as workers_
-from bulkfetch.intake import Source, SourceError
+from bulkfetch.errors import (
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_SIGNAL_BASE,
+    EXIT_USAGE,
+    BulkfetchError,
+    LockedOut,
+    UsageError,
+)
+from bulkfetch.intake import Source
 from bulkfetch.models import Refetch, Settings, Summary, Timeouts, Tls
 from bulkfetch.plan import STATE_DIR
 from bulkfetch.printable import printable
 from bulkfetch.progress import Display, DisplaySettings, Mode
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_LOCKED = 0, 1, 2, 70, 75
-
 # typer >= 0.26 vendors click; its ClickException is reachable only through a public subclass.
 _ClickException: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
 )
-
-
-class UsageError(Exception):
-    """A bad option or source: reported in one line, exit 2."""
-
-
-class LockedOut(Exception):
-    """Another run holds --out: reported in one line, exit 75 (EX_TEMPFAIL: try again later)."""
 
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -212,16 +212,13 @@ def fetch(
         raise UsageError("--user and -H 'Authorization: …' do not go together")
     if key is not None and cert is None:
         raise UsageError("--key goes with --cert")
-    try:
-        ssl_context = tls.context(settings.tls)
-        credentials = creds.Credentials(
-            proxies=creds.Proxies.from_env(settings.proxy),
-            user=settings.user,
-            logins=creds.netrc_logins() if settings.netrc else {},
-        )
-        jar = creds.load_cookies(settings.cookies) if settings.cookies else []
-    except (tls.TlsError, creds.CredsError) as exc:
-        raise UsageError(str(exc)) from exc
+    ssl_context = tls.context(settings.tls)
+    credentials = creds.Credentials(
+        proxies=creds.Proxies.from_env(settings.proxy),
+        user=settings.user,
+        logins=creds.netrc_logins() if settings.netrc else {},
+    )
+    jar = creds.load_cookies(settings.cookies) if settings.cookies else []
     _prepare_out(settings.out)
     _check_manifest(settings.manifest)
     display = Display(
@@ -270,7 +267,7 @@ def _mode(*, quiet: bool, progress: bool | None) -> Mode:
 def exit_code(summary: Summary) -> int:
     """0 all fine, 1 something failed, 128 + N after signal N."""
     if summary.interrupted_by is not None:
-        return 128 + summary.interrupted_by
+        return EXIT_SIGNAL_BASE + summary.interrupted_by
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
@@ -368,18 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     except _ClickException as exc:
         _say(f"error: {exc.format_message()} (see bulkfetch --help)")  # type: ignore[attr-defined]
         return EXIT_USAGE
-    except UsageError as exc:
-        _say(f"error: {exc}")
-        return EXIT_USAGE
-    except SourceError as exc:
-        _say(f"error: {exc} (the manifest lists what finished)")
-        return EXIT_USAGE
-    except workers_.WorkerFailed as exc:
-        _say(f"error: {exc}")
-        return EXIT_FAILED
-    except LockedOut as exc:
-        _say(f"error: {exc}; try again when it has finished")
-        return EXIT_LOCKED
+    except BulkfetchError as exc:
+        _say(exc.line())
+        return exc.exit_code
     except Exception as exc:
         traceback.print_exc()
         _say(f"internal error: {type(exc).__name__}: {exc} (this is a bug; please report it)")

@@ -18,9 +18,7 @@ from typing import TypedDict
 import aiohttp
 from yarl import URL
 
-
-class CredsError(Exception):
-    """A proxy, netrc or cookies setting that cannot be used; one line, for the CLI."""
+from bulkfetch.errors import SettingsError
 
 
 @dataclass
@@ -36,7 +34,7 @@ class Proxies:
         if forced is not None:
             url = URL(forced)
             if url.scheme not in ("http", "https") or not url.host:
-                raise CredsError(f"--proxy {forced!r}: expected http://[user:password@]host:port")
+                raise SettingsError(f"--proxy {forced!r}: expected http://[user:password@]host:port")
             return cls(forced=forced)
         found = urllib.request.getproxies_environment()
         return cls(by_scheme={k: v for k, v in found.items() if k in ("http", "https")})
@@ -60,7 +58,7 @@ def netrc_logins(path: Path | None = None) -> dict[str, tuple[str, str]]:
     except FileNotFoundError:
         return {}
     except (OSError, netrc.NetrcParseError) as exc:
-        raise CredsError(f"--netrc: {where}: {exc}") from exc
+        raise SettingsError(f"--netrc: {where}: {exc}") from exc
     return {
         host: (login or "", password or "")
         for host, (login, _, password) in parsed.hosts.items()
@@ -74,7 +72,7 @@ def load_cookies(path: Path) -> list[tuple[http.cookies.Morsel[str], URL]]:
         # Expiry 0 marks a session cookie in cookies.txt (curl writes it so): keep those.
         jar.load(ignore_discard=True, ignore_expires=True)
     except (OSError, http.cookiejar.LoadError) as exc:
-        raise CredsError(f"--cookies {str(path)!r}: {exc}") from exc
+        raise SettingsError(f"--cookies {str(path)!r}: {exc}") from exc
     found = []
     now = time.time()
     for cookie in jar:

@@ -21,10 +21,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
+from bulkfetch.errors import SourceError
 from bulkfetch.events import Observer
 from bulkfetch.fetch import Fetcher
 from bulkfetch.frontier import Frontier
-from bulkfetch.intake import Intake, SourceError
+from bulkfetch.intake import Intake
 from bulkfetch.models import Attempt, Failure, Job, Result, Status, Ticket, Validators
 from bulkfetch.redact import redacted_result
 from bulkfetch.retry import RetryPolicy

@@ -18,6 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
+from bulkfetch.errors import SourceError
 from bulkfetch.models import Job, Prior, Refetch, Result, Resume, Status
 from bulkfetch.plan import Planner, Rejected
 from bulkfetch.redact import redacted_result
@@ -37,10 +38,6 @@ _Post = Callable[[tuple[list[Planned], int] | BaseException | None], None]
 class Source:
     name: str  # as the user wrote it; "-" is standard input
     fd: int
-
-
-class SourceError(Exception):
-    """A source could not be read to its end."""
 
 
 def _total_bytes(sources: Sequence[Source]) -> int:

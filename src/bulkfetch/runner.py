@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequen
 
 from bulkfetch import client, workers
 from bulkfetch.engine import Engine, Executor, local_executor, window_for
+from bulkfetch.errors import EXIT_SIGNAL_BASE
 from bulkfetch.events import Observer
 from bulkfetch.frontier import Frontier
 from bulkfetch.intake import Intake, Source
@@ -126,7 +127,7 @@ async def _main(
 
     def on_signal(signum: int) -> None:
         if received:  # a second signal: the user does not want to wait for the cleanup
-            os._exit(128 + signum)
+            os._exit(EXIT_SIGNAL_BASE + signum)
         received.append(signum)
         main.cancel()
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import ssl
 
+from bulkfetch.errors import SettingsError
 from bulkfetch.models import Tls
-
-
-class TlsError(Exception):
-    """A certificate or key file that cannot be used; one line, for the CLI."""
 
 
 def context(tls: Tls) -> ssl.SSLContext | bool:
@@ -23,5 +20,5 @@ def context(tls: Tls) -> ssl.SSLContext | bool:
         if tls.cert is not None:
             ctx.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None)
     except (OSError, ssl.SSLError) as exc:
-        raise TlsError(f"TLS files: {exc.strerror or exc}") from exc
+        raise SettingsError(f"TLS files: {exc.strerror or exc}") from exc
     return ctx

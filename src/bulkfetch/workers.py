@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkfetch import client
+from bulkfetch.errors import EXIT_INTERNAL, WorkerFailed
 from bulkfetch.events import Observer
 from bulkfetch.models import Attempt, Job, Result, Settings, Ticket, Wire
 from bulkfetch.sink import Sink
@@ -118,10 +119,6 @@ class Crashed(Wire):
 
 
 Message = Ended | Progress | Settled | Crashed
-
-
-class WorkerFailed(Exception):
-    """Every worker process died (the OOM killer, `kill -9`): not a bug, one line, exit 1."""
 
 
 class WorkerBug(Exception):
@@ -352,10 +349,10 @@ def _worker(
             asyncio.run(_serve(settings, extras, down, link, limit))
         except BaseException as exc:
             link.send(Crashed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-            code = 70
+            code = EXIT_INTERNAL
         link.flush()
     except BaseException:
-        code = 70
+        code = EXIT_INTERNAL
     finally:
         os._exit(code)  # nothing of the parent's (its lock, its open files) is unwound here
 

@@ -1,0 +1,62 @@
+"""Every error bulkfetch reports to its user, each owning its exit code (click's pattern):
+`cli.main` has one `except BulkfetchError` that prints `bulkfetch: error: LINE` and returns
+`exit_code`. Anything else that escapes is a bug: its traceback, and EXIT_INTERNAL.
+
+    BulkfetchError                    1   the run went wrong
+      ├─ UsageError                   2   a bad option, list or file; nothing was fetched
+      │    ├─ SettingsError           2   a certificate, key, proxy, netrc or cookies file
+      │    └─ SourceError             2   a list broke off; what was open still finished
+      ├─ WorkerFailed                 1   every worker process died (OOM killer, kill -9)
+      └─ LockedOut                   75   another run holds --out (EX_TEMPFAIL: try later)
+
+A run that ends by itself exits 0 (all fine) or 1 (something failed); after signal N,
+128 + N. Failures of single URLs are results in the manifest, never exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug
+EXIT_LOCKED = 75  # EX_TEMPFAIL
+EXIT_SIGNAL_BASE = 128
+
+
+class BulkfetchError(Exception):
+    """One line for the user (the message) and the exit code the class owns."""
+
+    exit_code: ClassVar[int] = EXIT_FAILED
+    hint: ClassVar[str] = ""
+
+    def line(self) -> str:
+        return f"error: {self}{self.hint}"
+
+
+class UsageError(BulkfetchError):
+    """A bad option or source, found before any request."""
+
+    exit_code = EXIT_USAGE
+
+
+class SettingsError(UsageError):
+    """A certificate, key, proxy, netrc or cookies setting that cannot be used."""
+
+
+class SourceError(UsageError):
+    """A source could not be read to its end; what was already open still finished."""
+
+    hint = " (the manifest lists what finished)"
+
+
+class WorkerFailed(BulkfetchError):
+    """Every worker process died: not a bug, so one line and exit 1."""
+
+
+class LockedOut(BulkfetchError):
+    """Another run holds the lock on --out."""
+
+    exit_code = EXIT_LOCKED
+    hint = "; try again when it has finished"
