@@ -324,15 +324,29 @@ def test_quiet_keeps_stdout_empty(server: Server, tmp_path: Path) -> None:
     assert "HTTP 410 Gone" in proc.stderr and len(proc.stderr.splitlines()) <= 4
 
 
-def test_a_list_that_breaks_off_is_a_clean_error(server: Server, tmp_path: Path) -> None:
-    """A source that cannot be read to its end: one line, exit 2, finished work kept."""
-    good = server.url("/bytes/10")
+def test_a_line_over_1_mib_fails_alone_and_the_rest_run(server: Server, tmp_path: Path) -> None:
+    before, after = server.url("/bytes/10"), server.url("/bytes/11")
     src = tmp_path / "u"
-    src.write_bytes(f"{good}\n".encode() + b"x" * (2 * 1024 * 1024))
+    huge = b"http://127.0.0.1/" + b"x" * (2 * 1024 * 1024)
+    src.write_bytes(f"{before}\n".encode() + huge + f"\n{after}\n".encode() + huge)
     proc = run_cli(str(src), "-o", str(tmp_path / "out"))
-    assert proc.returncode == 2
-    assert proc.stderr.startswith(f"bulkfetch: error: {src}:2: line too long")
-    assert read_manifest(tmp_path / "out" / MANIFEST)[good]["status"] == "ok"
+    assert proc.returncode == 1, proc.stderr
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    assert rows[before]["status"] == rows[after]["status"] == "ok"
+    failed = sorted(row["error"] for row in rows.values() if row["status"] == "failed")
+    assert failed == [f"{src}:{n}: line too long (over 1 MiB); skipped" for n in (2, 4)]
+    assert len(proc.stderr) < 2000  # the line is named by its start, not printed whole
+
+
+def test_an_unwritable_summary_json_is_one_line_before_any_request(
+    server: Server, tmp_path: Path
+) -> None:
+    src = write_list(tmp_path / "u", [server.url("/bytes/10")])
+    for where in (tmp_path / "missing" / "s.json", tmp_path):
+        proc = run_cli(str(src), "-o", str(tmp_path / "out"), "--summary-json", str(where))
+        assert proc.returncode == 2 and "--summary-json" in proc.stderr
+        assert proc.stderr.count("\n") == 1
+    assert server.stats.paths == [] and not list(tmp_path.glob(".*.part"))
 
 
 def test_an_unwritable_manifest_is_one_line_before_any_request(

@@ -221,6 +221,8 @@ def fetch(
     jar = creds.load_cookies(settings.cookies) if settings.cookies else []
     _prepare_out(settings.out)
     _check_manifest(settings.manifest)
+    if summary_json is not None:
+        _check_summary_json(summary_json)
     display = Display(
         DisplaySettings(
             mode=_mode(quiet=quiet, progress=progress),
@@ -322,6 +324,24 @@ def _check_manifest(path: Path) -> None:
         raise UsageError(f"--manifest {str(path)!r}: cannot write: {exc.strerror or exc}") from exc
 
 
+def _check_summary_json(path: Path) -> None:
+    """Fail before any request when the summary could not be written at the end: its temp
+    file is created and removed (the summary itself appears only when the run ends)."""
+    temp = _summary_temp(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "Is a directory")
+        temp.open("wb").close()
+        temp.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"--summary-json {str(path)!r}: cannot write: {exc.strerror or exc}") from exc
+
+
+def _summary_temp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.part")
+
+
 def _open_source(name: str, stack: contextlib.ExitStack) -> Source:
     if name == "-":
         return Source(name="-", fd=sys.stdin.fileno())
@@ -345,7 +365,7 @@ def _write_summary_json(path: Path, summary: Summary, settings: Settings, code: 
         "manifest": str(settings.manifest),
         "exit_code": code,
     }
-    temp = path.with_name(f".{path.name}.part")
+    temp = _summary_temp(path)
     try:
         temp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
         temp.replace(path)

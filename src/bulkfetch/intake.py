@@ -29,6 +29,7 @@ READ_BYTES = 64 * 1024
 BATCHES_AHEAD = 4
 
 MAX_LINE_BYTES = 1024 * 1024
+SHOWN_BYTES = 200  # of a line too long: what the manifest names it by
 
 Planned = Job | Result  # a Result: decided without a request (a bad line, a skipped file)
 _Post = Callable[[tuple[list[Planned], int] | BaseException | None], None]
@@ -141,28 +142,39 @@ class Intake:
     def _read_one(self, source: Source, post: _Post) -> None:
         tail = b""
         lineno = 0
+        skipping = False  # inside a line too long to plan: its bytes are dropped to its end
         while True:
             try:
                 block = os.read(source.fd, READ_BYTES)
             except OSError as exc:
                 raise SourceError(f"{source.name}: cannot read: {exc.strerror or exc}") from exc
             self.read_bytes += len(block)
-            if block:
-                lines = (tail + block).split(b"\n")
-                tail = lines.pop()
-                if len(tail) > MAX_LINE_BYTES:
-                    raise SourceError(f"{source.name}:{lineno + len(lines) + 1}: line too long")
-            else:
-                lines, tail = ([tail] if tail else []), b""
+            lines = (tail + block).split(b"\n") if block else ([tail] if tail else [])
+            tail = lines.pop() if block else b""
+            if skipping and lines:
+                del lines[0]  # the end of the long line
+                skipping = False
+            elif skipping:
+                tail = b""
             planned: list[Job | Rejected] = []
             for raw in lines:
                 lineno += 1
                 line = parse_line(raw, source=source.name, lineno=lineno)
                 if line is not None and (item := self._planner.plan(line)) is not None:
                     planned.append(item)
+            if len(tail) > MAX_LINE_BYTES:  # it fails alone; the lines after it still run
+                lineno += 1
+                planned.append(_too_long(source.name, lineno, tail))
+                tail, skipping = b"", True
             if planned:
                 post((self._decide(planned), self.read_bytes))
             if not block:
                 return
 
 
+def _too_long(source: str, lineno: int, start: bytes) -> Rejected:
+    where = f"{source}:{lineno}"
+    shown = start[:SHOWN_BYTES].decode("utf-8", "replace")
+    # Named by its start and its place: two long lines may well start alike.
+    return Rejected(where, f"{shown}… [{where}]", f"{where}: line too long (over "
+                    f"{MAX_LINE_BYTES // (1024 * 1024)} MiB); skipped")
