@@ -11,6 +11,7 @@ from bulkfetch.board import Board, Snapshot
 from bulkfetch.live import render_table, summary_table
 from bulkfetch.models import Job, Result, SafeRelPath, Status, Summary
 from bulkfetch.progress import human_bytes, human_duration, status_line, summary_lines
+from bulkfetch.redact import redacted_result
 
 
 class Clock:
@@ -158,3 +159,16 @@ def test_human_units() -> None:
         "0 B", "999 B", "1.0 kB", "1.2 MB", "5.0 TB"]
     assert [human_duration(s) for s in (None, 0, 59.6, 61, 3600 * 25 + 61)] == [
         "?", "0:00", "1:00", "1:01", "25:01:01"]
+
+
+def test_a_url_with_a_password_leaves_the_downloading_list_when_it_finishes() -> None:
+    board = Board(limit=4, clock=Clock())
+    secret = Job(where="u:1", url="http://pat:s3cret@h/x", path=SafeRelPath("h/x"))
+    board.queued()
+    board.started(secret, 1)
+    board.responded(secret, 100)
+    board.received(secret, 100)
+    assert len(board.snapshot().transfers) == 1
+    board.ended(secret)
+    board.finished(redacted_result(secret.url, Status.OK, path="h/x", size=100))
+    assert board.snapshot().transfers == ()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bulkfetch.models import Job, Result, Status
+from bulkfetch.redact import redact
 
 RATE_WINDOW_S = 5.0
 TOP_TRANSFERS = 5
@@ -99,8 +100,8 @@ class Board:
 
     def started(self, job: Job, attempt: int) -> None:
         self._in_flight += 1
-        self._backing_off.discard(job.url)
-        self._active[job.url] = _Transfer(job.path, attempt, self._clock())
+        self._backing_off.discard(_key(job))
+        self._active[_key(job)] = _Transfer(job.path, attempt, self._clock())
 
     def ended(self, job: Job) -> None:
         self._in_flight -= 1
@@ -112,17 +113,17 @@ class Board:
         pass
 
     def responded(self, job: Job, content_length: int | None) -> None:
-        if (transfer := self._active.get(job.url)) is not None:
+        if (transfer := self._active.get(_key(job))) is not None:
             transfer.total = content_length
 
     def received(self, job: Job, nbytes: int) -> None:
         self._bytes += nbytes
-        if (transfer := self._active.get(job.url)) is not None:
+        if (transfer := self._active.get(_key(job))) is not None:
             transfer.received += nbytes
 
     def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None:
-        self._active.pop(job.url, None)
-        self._backing_off.add(job.url)
+        self._active.pop(_key(job), None)
+        self._backing_off.add(_key(job))
 
     def finished(self, result: Result) -> None:
         self._counts[result.status] += 1
@@ -189,3 +190,9 @@ class Board:
             )
             for t in biggest
         )
+
+
+def _key(job: Job) -> str:
+    """What a transfer is known by: the URL as a Result names it (a password masked), so that
+    `finished` finds what `started` put there."""
+    return redact(job.url)

@@ -17,7 +17,7 @@ import orjson
 
 from bulkfetch.models import Prior, Result, Validators
 from bulkfetch.state import StateWriter
-from bulkfetch.writers import Writers
+from bulkfetch.writers import Writers, write_all
 
 FLUSH_INTERVAL_S = 0.5
 FLUSH_BYTES = 256 * 1024
@@ -93,7 +93,7 @@ class Manifest:
 
     def _write(self, file: BinaryIO, data: bytearray, rows: list[tuple[object, ...]]) -> None:
         """Thread side: the manifest lines, then the same results' state rows."""
-        file.write(data)
+        write_all(file.fileno(), [data])  # FileIO.write may take less than it is given
         if self._state is not None:
             self._state.save(rows)
 

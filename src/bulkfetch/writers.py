@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -97,7 +97,7 @@ async def settle(fut: asyncio.Future[T], *, defer_cancel: bool = False) -> T:
     return fut.result()
 
 
-def write_all(fd: int, chunks: list[bytes]) -> None:
+def write_all(fd: int, chunks: Sequence[bytes | bytearray]) -> None:
     """writev until every byte is down: a regular file may still take less than asked."""
     views = [memoryview(chunk) for chunk in chunks if chunk]
     while views:
