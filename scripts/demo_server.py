@@ -1,6 +1,9 @@
 """A small local HTTP server for the demo list in sample_urls/demo.txt (no internet needed).
 
-    python scripts/demo_server.py [--port 8765]
+    python scripts/demo_server.py [--port 8765] [--port-file FILE]
+
+The port asked for, or, when it is taken, a free one; the port in use is written to FILE once
+the server listens.
 
 /files/NAME?size=N   N deterministic bytes (default 64 KiB), with Content-Length
 /flaky/NAME          503 with Retry-After: 1 on the first request, then the file
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import socket
+from pathlib import Path
 
 from aiohttp import web
 
@@ -44,7 +49,26 @@ def make_app() -> web.Application:
     return app
 
 
+def listen(port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1: `port`, or a free one if that is taken."""
+    for candidate in (port, 0):
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            sock.close()
+            continue
+        sock.listen(128)
+        return sock
+    raise SystemExit("demo server: cannot listen on 127.0.0.1")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
-    web.run_app(make_app(), host="127.0.0.1", port=parser.parse_args().port, print=None)
+    parser.add_argument("--port-file", type=Path)
+    args = parser.parse_args()
+    listening = listen(args.port)
+    if args.port_file is not None:
+        args.port_file.write_text(f"{listening.getsockname()[1]}\n")
+    web.run_app(make_app(), sock=listening, print=None)
