@@ -38,7 +38,7 @@ RESUMABLE_BYTES = 4 * 1024 * 1024
 # A big body is written out in bigger flushes: a quarter of the thread hops per MB (1 GiB:
 # 2.3 s -> 1.7 s). Only a few at once, so that memory stays bounded at any -c. The chunks stay
 # the size of asyncio's socket reads, which iter_chunked then hands over without joining them
-# (1 MiB chunks: 1.9-2.6 s; 256 KiB: 1.8-1.9 s).
+# (1 MiB chunks: 1.9-2.6 s; 256 KiB: 1.8-1.9 s). Figures: bench/NOTES.md, "Levers measured".
 BIG_FLUSH_BYTES = 1024 * 1024
 BIG_STREAMS = 8
 

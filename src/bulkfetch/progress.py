@@ -121,7 +121,7 @@ class Display:
         self._stream = stream
         self._live: LiveView | None = None
         if settings.mode is Mode.LIVE:
-            from bulkfetch.live import LiveView  # rich costs 30 ms to import: only for a terminal
+            from bulkfetch.live import LiveView  # rich: 30 ms to import (bench/NOTES.md)
 
             self._live = LiveView(stream)
         self._failures = 0
