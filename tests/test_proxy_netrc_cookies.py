@@ -85,6 +85,23 @@ def test_the_proxy_is_chosen_for_each_redirect_hop(
     assert sorted(target for target, _ in proxy.seen) == sorted([urls[0], back])
 
 
+def test_an_http_to_https_hop_takes_https_proxy(
+    server: Server, proxy: Proxy, real_proxy: RealProxy, tmp_path: Path
+) -> None:
+    """HTTP_PROXY carries the first hop; the https hop goes to HTTPS_PROXY (which refuses
+    the CONNECT here: that it was asked at all is the point)."""
+    secure = f"https://127.0.0.1:{server.port}/bytes/9"
+    url = server.url(f"/go?to={secure}")
+    proc = run_env([str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out")],
+                   {"HTTP_PROXY": f"http://127.0.0.1:{proxy.port}",
+                    "HTTPS_PROXY": f"http://pat:wrong@127.0.0.1:{real_proxy.port}",
+                    "NO_PROXY": ""})
+    assert proc.returncode == 1
+    assert [target for target, _ in proxy.seen] == [url]
+    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    assert row["http_status"] == 407 and "the proxy refused the credentials" in row["error"]
+
+
 def test_netrc(server: Server, tmp_path: Path) -> None:
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login carol password n3trc\n")
