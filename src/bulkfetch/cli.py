@@ -5,11 +5,9 @@ typer lives only here. Nothing below this module and `progress` prints.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import re
-import stat
 import sys
 import traceback
 from pathlib import Path
@@ -18,7 +16,8 @@ from typing import Annotated
 import orjson
 import typer
 
-from bulkfetch import client, creds, lock, runner, tls
+from bulkfetch import api, shards
+from bulkfetch import report as report_
 from bulkfetch import workers as workers_
 from bulkfetch.errors import (
     EXIT_FAILED,
@@ -27,12 +26,10 @@ from bulkfetch.errors import (
     EXIT_SIGNAL_BASE,
     EXIT_USAGE,
     BulkfetchError,
-    LockedOut,
     UsageError,
 )
-from bulkfetch.intake import Source
-from bulkfetch.models import Refetch, Settings, Summary, Timeouts, Tls
-from bulkfetch.plan import STATE_DIR
+from bulkfetch.layout import STATE_DIR, Layout
+from bulkfetch.models import Refetch, Settings, ShardBy, Summary, Timeouts, Tls
 from bulkfetch.printable import printable
 from bulkfetch.progress import Display, DisplaySettings, Mode
 
@@ -100,6 +97,21 @@ def fetch(
         help="Entries read ahead of the requests, all hosts together, so that a list sorted "
         "by host keeps every host busy [default: 200 x --concurrency, at least 10,000].",
     )] = None,
+    shard: Annotated[str | None, typer.Option(
+        envvar="BULKFETCH_SHARD", metavar="I/N|auto", show_default=False,
+        help="Fetch only shard I of N (0-based) of the lists: the entries whose host digests "
+        "to I; 'auto' takes I (and N where given) from the job engine's environment "
+        "(Kubernetes, AWS Batch, Google Cloud Batch, Slurm).",
+    )] = None,
+    shard_count: Annotated[int | None, typer.Option(
+        envvar="BULKFETCH_SHARD_COUNT", min=1, max=1_000_000, metavar="N", show_default=False,
+        help="With --shard auto: how many shards, when the engine does not say.",
+    )] = None,
+    shard_by: Annotated[ShardBy, typer.Option(
+        envvar="BULKFETCH_SHARD_BY", case_sensitive=False,
+        help="host: each host in one shard (politeness exact); url: spread one big host's "
+        "URLs (--per-host, --host-rate divided by N).",
+    )] = ShardBy.HOST,
     max_redirects: Annotated[int, typer.Option(
         envvar="BULKFETCH_MAX_REDIRECTS", min=0, max=100, help="Redirects followed per URL.",
     )] = 10,
@@ -183,10 +195,13 @@ def fetch(
     )] = None,
 ) -> int:
     """Fetch every URL in the SOURCE lists into --out, with a manifest of what happened."""
+    shard_ = None
+    if shard is not None:
+        shard_ = shards.parse(shard, by=shard_by, count=shard_count, env=os.environ)
     settings = Settings(
         sources=tuple(sources),
         out=out,
-        manifest=manifest or out / STATE_DIR / "manifest.jsonl",
+        manifest=manifest or Layout.of(out, shard_).manifest,
         concurrency=concurrency,
         retries=retries,
         timeouts=Timeouts(total_s=timeout, connect_s=connect_timeout, read_s=read_timeout),
@@ -205,22 +220,16 @@ def fetch(
         refetch=_refetch(skip_existing=skip_existing, force=force),
         host_errors=host_errors,
         window=window or 0,
+        shard=shard_,
     )
+    settings = shards.divided(settings)
     if quiet and verbose:
         raise UsageError("--quiet and --verbose do not go together")
     if settings.user and any(name.lower() == "authorization" for name, _ in settings.headers):
         raise UsageError("--user and -H 'Authorization: …' do not go together")
     if key is not None and cert is None:
         raise UsageError("--key goes with --cert")
-    ssl_context = tls.context(settings.tls)
-    credentials = creds.Credentials(
-        proxies=creds.Proxies.from_env(settings.proxy),
-        user=settings.user,
-        logins=creds.netrc_logins() if settings.netrc else {},
-    )
-    jar = creds.load_cookies(settings.cookies) if settings.cookies else []
-    _prepare_out(settings.out)
-    _check_manifest(settings.manifest)
+    extras = api.prepare(settings)
     if summary_json is not None:
         _check_summary_json(summary_json)
     display = Display(
@@ -232,17 +241,8 @@ def fetch(
         limit=settings.concurrency,
         stream=sys.stderr,
     )
-    with contextlib.ExitStack() as stack:
-        opened = [_open_source(name, stack) for name in settings.sources]
-        try:
-            stack.enter_context(lock.hold(settings.out / STATE_DIR / "lock"))
-        except lock.Locked as exc:
-            raise LockedOut(str(exc)) from exc
-        summary = runner.run(
-            settings, opened, display, companion=display.run,
-            extras=client.Extras(ssl_context=ssl_context, credentials=credentials, cookies=jar),
-            processes=workers_.choose(workers, settings),
-        )
+    summary = api.execute(settings, settings.sources, display, extras=extras,
+                          processes=workers_.choose(workers, settings), companion=display.run)
     display.show_summary(summary, settings.manifest)
     code = exit_code(summary)
     if summary_json is not None:
@@ -307,23 +307,6 @@ def _parse_header(text: str) -> tuple[str, str]:
     return name, value.strip()
 
 
-def _prepare_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {str(out)!r}: cannot create the folder: {exc.strerror}") from exc
-
-
-def _check_manifest(path: Path) -> None:
-    """Fail before any request when the manifest cannot be written (it is truncated later)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("ab"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"--manifest {str(path)!r}: cannot write: {exc.strerror or exc}") from exc
-
-
 def _check_summary_json(path: Path) -> None:
     """Fail before any request when the summary could not be written at the end: its temp
     file is created and removed (the summary itself appears only when the run ends)."""
@@ -340,19 +323,6 @@ def _check_summary_json(path: Path) -> None:
 
 def _summary_temp(path: Path) -> Path:
     return path.with_name(f".{path.name}.part")
-
-
-def _open_source(name: str, stack: contextlib.ExitStack) -> Source:
-    if name == "-":
-        return Source(name="-", fd=sys.stdin.fileno())
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise UsageError(f"{name!r}: cannot read: {exc.strerror or exc}") from exc
-    stack.callback(os.close, fd)
-    if stat.S_ISDIR(os.fstat(fd).st_mode):
-        raise UsageError(f"{name!r}: cannot read: Is a directory")
-    return Source(name=name, fd=fd)
 
 
 def _write_summary_json(path: Path, summary: Summary, settings: Settings, code: int) -> None:
@@ -377,11 +347,37 @@ def _say(line: str) -> None:
     print(f"bulkfetch: {printable(line)}", file=sys.stderr, flush=True)
 
 
+reporting = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+@reporting.command()
+def report(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The --out the shards wrote into.")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="The report as JSON on stdout, as well.")] = False,
+) -> int:
+    """One summary of every shard in OUT: counts, bytes, failures, shards missing or
+    unfinished. Exit 0 only when every shard is done and nothing failed."""
+    found = report_.gather(out)
+    for line in report_.lines(found):
+        _say(line)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(found, option=orjson.OPT_INDENT_2
+                                             | orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.flush()
+    return EXIT_OK if found.ok else EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: every error becomes one line and an exit code; only bugs get a traceback."""
-    command = typer.main.get_command(app)
+    """Entry point: every error becomes one line and an exit code; only bugs get a traceback.
+    `bulkfetch report OUT` is the one other command (a list named `report`: `./report`)."""
+    args = sys.argv[1:] if argv is None else argv
+    is_report = bool(args) and args[0] == "report"
+    command = typer.main.get_command(reporting if is_report else app)
     try:
-        code = command.main(args=argv, prog_name="bulkfetch", standalone_mode=False)
+        code = command.main(args=args[1:] if is_report else args,
+                            prog_name="bulkfetch report" if is_report else "bulkfetch",
+                            standalone_mode=False)
     except _ClickException as exc:
         _say(f"error: {exc.format_message()} (see bulkfetch --help)")  # type: ignore[attr-defined]
         return EXIT_USAGE

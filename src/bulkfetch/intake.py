@@ -15,17 +15,19 @@ import dataclasses
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from bulkfetch import shards
 from bulkfetch.errors import SourceError
-from bulkfetch.models import Job, Prior, Refetch, Result, Resume, Status
+from bulkfetch.models import Job, Prior, Refetch, Result, Resume, Shard, Status, UrlLine
 from bulkfetch.plan import Planner, Rejected
 from bulkfetch.redact import redacted_result
 from bulkfetch.state import StateReader
 from bulkfetch.urllist import parse_line
 
 READ_BYTES = 64 * 1024
+ITEMS_PER_BATCH = 1000  # of a Listed source: about what a block of a list file holds
 BATCHES_AHEAD = 4
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -41,9 +43,20 @@ class Source:
     fd: int
 
 
-def _total_bytes(sources: Sequence[Source]) -> int:
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A list given as Python objects (the library): URLs, or (URL, NAME) pairs. Nothing is
+    split into lines, so a URL holding a line break is one bad URL, never two entries."""
+
+    name: str
+    items: Iterable[str | tuple[str, str]]
+
+
+def _total_bytes(sources: Sequence[Source | Listed]) -> int:
     sizes = []
     for source in sources:
+        if isinstance(source, Listed):
+            return 0
         info = os.fstat(source.fd)
         if not stat.S_ISREG(info.st_mode):
             return 0
@@ -60,13 +73,15 @@ class Intake:
 
     def __init__(
         self,
-        sources: Sequence[Source],
+        sources: Sequence[Source | Listed],
         planner: Planner,
         *,
         state: Callable[[], StateReader] | None = None,
         refetch: Refetch = Refetch.REVALIDATE,
         find_resume: Callable[[str], Resume | None] | None = None,
+        shard: Shard | None = None,
     ) -> None:
+        self._shard = shard
         self._sources = sources
         self._planner = planner
         self._open_state = state
@@ -128,7 +143,10 @@ class Intake:
         try:
             self._state = self._open_state() if self._open_state else None
             for source in self._sources:
-                self._read_one(source, post)
+                if isinstance(source, Listed):
+                    self._read_items(source, post)
+                else:
+                    self._read_one(source, post)
             post(None)
         except _Stopped:
             pass
@@ -138,6 +156,23 @@ class Intake:
         finally:
             if self._state is not None:
                 self._state.close()
+
+    def _read_items(self, source: Listed, post: _Post) -> None:
+        planned: list[Job | Rejected] = []
+        for lineno, item in enumerate(source.items, 1):
+            url, name = (item, None) if isinstance(item, str) else item
+            line = UrlLine(where=f"{source.name}:{lineno}", url=str(url).strip(),
+                           name=str(name) if name else None)
+            self._keep(self._planner.plan(line), planned)
+            if len(planned) >= ITEMS_PER_BATCH:
+                post((self._decide(planned), self.read_bytes))
+                planned = []
+        if planned:
+            post((self._decide(planned), self.read_bytes))
+
+    def _keep(self, item: Job | Rejected | None, planned: list[Job | Rejected]) -> None:
+        if item is not None and (self._shard is None or shards.keeps(self._shard, item)):
+            planned.append(item)
 
     def _read_one(self, source: Source, post: _Post) -> None:
         tail = b""
@@ -160,11 +195,11 @@ class Intake:
             for raw in lines:
                 lineno += 1
                 line = parse_line(raw, source=source.name, lineno=lineno)
-                if line is not None and (item := self._planner.plan(line)) is not None:
-                    planned.append(item)
+                if line is not None:
+                    self._keep(self._planner.plan(line), planned)
             if len(tail) > MAX_LINE_BYTES:  # it fails alone; the lines after it still run
                 lineno += 1
-                planned.append(_too_long(source.name, lineno, tail))
+                self._keep(_too_long(source.name, lineno, tail), planned)
                 tail, skipping = b"", True
             if planned:
                 post((self._decide(planned), self.read_bytes))

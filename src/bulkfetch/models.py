@@ -164,6 +164,24 @@ class Tls:
     key: Path | None = None
 
 
+class ShardBy(enum.StrEnum):
+    HOST = "host"  # every host in one shard: politeness needs no coordination
+    URL = "url"  # a list dominated by one host: its URLs spread over all shards
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """This process takes the entries whose host (or URL) digests to `index` modulo `count`."""
+
+    index: int
+    count: int
+    by: ShardBy = ShardBy.HOST
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}-of-{self.count}"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a run needs, decided by the CLI."""
@@ -189,6 +207,7 @@ class Settings:
     refetch: Refetch = Refetch.REVALIDATE
     host_errors: int = 5  # consecutive connection failures that end a host's URLs; 0: never
     window: int = 0  # entries held at once, all hosts together; 0: sized from --concurrency
+    shard: Shard | None = None  # one shard of a run split over processes or machines
 
 
 @dataclass(frozen=True, slots=True)

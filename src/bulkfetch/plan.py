@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from yarl import URL
 
+from bulkfetch.layout import STATE_DIR
 from bulkfetch.models import Job, Result, SafeRelPath, Status, UrlLine
 from bulkfetch.redact import redacted_result
 from bulkfetch.seen import DIGEST_BYTES, DigestSet
 
-STATE_DIR = ".bulkfetch"
 _STEM_MAX_BYTES = 100
 _SEGMENT_MAX_BYTES = 255
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')

@@ -8,22 +8,26 @@ import contextlib
 import functools
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 
-from bulkfetch import client, workers
+from bulkfetch import client, shards, workers
 from bulkfetch.engine import Engine, Executor, local_executor, window_for
 from bulkfetch.errors import EXIT_SIGNAL_BASE
 from bulkfetch.events import Observer
 from bulkfetch.frontier import Frontier
-from bulkfetch.intake import Intake, Source
+from bulkfetch.intake import Intake, Listed, Source
+from bulkfetch.layout import Layout
 from bulkfetch.manifest import Manifest
 from bulkfetch.models import Job, Result, Settings, Status, Summary, Validators
-from bulkfetch.plan import STATE_DIR, Planner
+from bulkfetch.plan import Planner
 from bulkfetch.retry import RetryPolicy
 from bulkfetch.sink import Sink
-from bulkfetch.state import STATE_FILE, StateReader, StateWriter
+from bulkfetch.state import StateReader, StateWriter
 from bulkfetch.writers import Writers
+
+Companion = Callable[[], Coroutine[object, object, None]]  # a display's refresh loop
 
 
 class Tally:
@@ -56,10 +60,10 @@ class Tally:
 
 def run(
     settings: Settings,
-    sources: Sequence[Source],
+    sources: Sequence[Source | Listed],
     observer: Observer,
     *,
-    companion: Callable[[], Coroutine[object, object, None]] | None = None,
+    companion: Companion | None = None,
     extras: client.Extras | None = None,
     processes: int = 1,
 ) -> Summary:
@@ -85,7 +89,11 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 @contextlib.contextmanager
 def handling_signals(handler: Callable[[int], None]) -> Iterator[None]:
-    """SIGINT and SIGTERM call `handler(signum)` on the running loop, for as long as this lasts."""
+    """SIGINT and SIGTERM call `handler(signum)` on the running loop, for as long as this lasts.
+    Off the main thread (the library in an engine's worker thread) signals are not ours."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, handler, signum)
@@ -98,7 +106,7 @@ def handling_signals(handler: Callable[[int], None]) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def beside(
-    companion: Callable[[], Coroutine[object, object, None]] | None,
+    companion: Companion | None,
 ) -> AsyncIterator[None]:
     """Run `companion` (a display's refresh loop) beside the body; cancel it after, and raise
     what it raised."""
@@ -115,9 +123,9 @@ async def beside(
 
 async def _main(
     settings: Settings,
-    sources: Sequence[Source],
+    sources: Sequence[Source | Listed],
     observer: Observer,
-    companion: Callable[[], Coroutine[object, object, None]] | None,
+    companion: Companion | None,
     extras: client.Extras,
     pool: workers.Pool | None,
 ) -> Summary:
@@ -144,14 +152,14 @@ async def _main(
 
 async def _fetch_all(
     settings: Settings,
-    sources: Sequence[Source],
+    sources: Sequence[Source | Listed],
     observer: Observer,
     tally: Tally,
     extras: client.Extras,
     pool: workers.Pool | None,
 ) -> None:
     writers = Writers()
-    state_path = settings.out / STATE_DIR / STATE_FILE
+    state_path = Layout.of(settings.out, settings.shard).state
     try:
         async with Manifest(
             settings.manifest, writers, state=StateWriter(state_path)
@@ -163,7 +171,7 @@ async def _fetch_all(
                 tally.add(result)
                 observer.finished(result)
 
-            sink = Sink(settings.out, writers)
+            sink = Sink(settings.out, writers, tag=shards.tag(settings.shard))
             engine = Engine(
                 Frontier(per_host=settings.per_host, rate=settings.rate,
                          host_rate=settings.host_rate),
@@ -176,6 +184,7 @@ async def _fetch_all(
             intake = Intake(
                 sources,
                 Planner(reserved=_reserved(settings)),
+                shard=settings.shard,
                 state=functools.partial(StateReader, state_path, settings.out),
                 refetch=settings.refetch,
                 find_resume=sink.find_resume,

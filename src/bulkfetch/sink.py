@@ -55,9 +55,14 @@ class ChecksumMismatch(Exception):
 class Sink:
     """Where bodies go: the --out folder, and the threads that write into it."""
 
-    def __init__(self, root: Path, writers: Writers) -> None:
+    def __init__(self, root: Path, writers: Writers, *, tag: str = "") -> None:
         self.root = root
         self.writers = writers
+        # A shard's temp files carry its name: shards on other machines share these folders,
+        # and only our own leftovers may be swept (by whether their PID still runs here).
+        self.temp_prefix = f"{TEMP_PREFIX}{tag}-" if tag else TEMP_PREFIX
+        self._temp_name = re.compile(
+            re.escape(self.temp_prefix) + r"(\d+)-\d+" + re.escape(TEMP_SUFFIX))
         self._real_root = os.path.realpath(root)
         self._known_dirs: set[str] = set()
         self._kept: set[str] | None = None  # names in the partial folder when the run began
@@ -104,19 +109,16 @@ class Sink:
         real = os.path.realpath(folder)
         if real != self._real_root and not real.startswith(self._real_root + os.sep):
             raise OSError(f"folder {folder!r} leads outside --out (through a symlink)")
-        _sweep(folder)
+        _sweep(folder, self._temp_name)
         self._known_dirs.add(folder)
 
 
-_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-\d+" + re.escape(TEMP_SUFFIX))
-
-
-def _sweep(folder: str) -> None:
+def _sweep(folder: str, temp_name: re.Pattern[str]) -> None:
     """Remove temp files that a process killed outright (SIGKILL, the OOM killer) left in
     `folder`. The lock on --out keeps other runs away; a worker of this run is still alive."""
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
-            match = _TEMP_NAME.fullmatch(entry.name)
+            match = temp_name.fullmatch(entry.name)
             if match is not None and not _alive(int(match[1])):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
@@ -204,7 +206,7 @@ class PendingFile:
             else:
                 folder = os.path.dirname(self.final)
                 self._sink.ensure_dir(folder)
-                self._temp, self._fd = _create_temp(folder)
+                self._temp, self._fd = _create_temp(folder, self._sink.temp_prefix)
         for chunk in chunks:
             self._hash.update(chunk)
         write_all(self._fd, chunks)
@@ -270,10 +272,10 @@ def _drop(partial: Partial) -> None:
             os.unlink(name)
 
 
-def _create_temp(folder: str) -> tuple[str, int]:
+def _create_temp(folder: str, prefix: str) -> tuple[str, int]:
     """A new temp file in `folder`; O_EXCL makes a name left by an earlier run safe to meet."""
     while True:
-        name = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{next(_temp_ids)}{TEMP_SUFFIX}")
+        name = os.path.join(folder, f"{prefix}{os.getpid()}-{next(_temp_ids)}{TEMP_SUFFIX}")
         try:
             return name, os.open(name, _OPEN_FLAGS, 0o666)
         except FileExistsError:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from bulkfetch.models import Prior, Result, Status, Validators
 
-STATE_FILE = "state.sqlite"
 _QUERY_URLS = 500
 
 _SCHEMA = """

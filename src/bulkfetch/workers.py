@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkfetch import client
+from bulkfetch import client, shards
 from bulkfetch.errors import EXIT_INTERNAL, WorkerFailed
 from bulkfetch.events import Observer
 from bulkfetch.models import Attempt, Job, Result, Settings, Ticket, Wire
@@ -379,9 +379,10 @@ async def _serve(
     closed = loop.create_future()
     buffer = bytearray()
     writers = Writers()
+    sink = Sink(settings.out, writers, tag=shards.tag(settings.shard))
     try:
         async with (
-            client.fetcher(settings, extras, Sink(settings.out, writers), link, limit=limit)
+            client.fetcher(settings, extras, sink, link, limit=limit)
             as fetcher,
             asyncio.TaskGroup() as group,
         ):

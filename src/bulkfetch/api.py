@@ -1,0 +1,165 @@
+"""A run as a library call, and the steps the CLI shares with it.
+
+    import bulkfetch
+    summary = bulkfetch.fetch(["urls.txt"], "out/", concurrency=50)
+    summary = bulkfetch.fetch(["https://example.com/a.pdf"], "out/", shard=(3, 16))
+
+`fetch` holds every guarantee of the CLI (the lock on --out, atomic files, the manifest and the
+state, a shard's done marker) and prints nothing. It runs in one process (`workers=1`) by
+default: it is meant to be called from engines' tasks (a Ray task, a Dask future), which bring
+their own processes; it may run on any thread of such a worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bulkfetch import client, creds, lock, runner, shards, tls
+from bulkfetch.errors import LockedOut, UsageError
+from bulkfetch.events import Observer
+from bulkfetch.intake import Listed, Source
+from bulkfetch.layout import Layout
+from bulkfetch.models import Job, Result, Settings, Shard, ShardBy, Summary
+
+SourceSpec = str | os.PathLike[str] | Iterable[str | tuple[str, str]]
+
+
+def fetch(
+    sources: Sequence[SourceSpec],
+    out: str | os.PathLike[str],
+    *,
+    shard: tuple[int, int] | Shard | None = None,
+    shard_by: ShardBy = ShardBy.HOST,
+    workers: int = 1,
+    on_result: Callable[[Result], None] | None = None,
+    **options: Any,
+) -> Summary:
+    """Fetch every URL of `sources` into `out`; returns the run's Summary.
+
+    A source is a list file's path, or an iterable of URLs or (URL, NAME) pairs. `options` are
+    the CLI's, by their Settings names (concurrency, retries, per_host, rate, host_rate,
+    max_bytes, headers, refetch, ...). `on_result` sees each URL's Result as it is decided.
+    """
+    if isinstance(shard, tuple):
+        shard = Shard(shard[0], shard[1], shard_by)
+    if shard is not None and not 0 <= shard.index < shard.count:
+        raise UsageError(f"shard {shard.index} is not in 0..{shard.count - 1}")
+    out = Path(out)
+    names = tuple(str(s) if isinstance(s, str | os.PathLike) else f"<list {n}>"
+                  for n, s in enumerate(sources))
+    try:
+        settings = Settings(sources=names, out=out,
+                            manifest=Path(options.pop("manifest", Layout.of(out, shard).manifest)),
+                            shard=shard, **options)
+    except TypeError as exc:
+        raise UsageError(f"bulkfetch.fetch: {exc}") from exc
+    settings = shards.divided(settings)
+    extras = prepare(settings)
+    return execute(settings, sources, Quiet(on_result), extras=extras, processes=workers)
+
+
+def prepare(settings: Settings) -> client.Extras:
+    """Everything checked and read before any request: TLS files, proxies, netrc, cookies,
+    --out and the manifest. Raises a UsageError (or SettingsError) in one line."""
+    ssl_context = tls.context(settings.tls)
+    credentials = creds.Credentials(
+        proxies=creds.Proxies.from_env(settings.proxy),
+        user=settings.user,
+        logins=creds.netrc_logins() if settings.netrc else {},
+    )
+    jar = creds.load_cookies(settings.cookies) if settings.cookies else []
+    try:
+        settings.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {str(settings.out)!r}: cannot create the folder: "
+                         f"{exc.strerror}") from exc
+    try:
+        settings.manifest.parent.mkdir(parents=True, exist_ok=True)
+        with settings.manifest.open("ab"):  # truncated when the run starts
+            pass
+    except OSError as exc:
+        raise UsageError(f"--manifest {str(settings.manifest)!r}: cannot write: "
+                         f"{exc.strerror or exc}") from exc
+    return client.Extras(ssl_context=ssl_context, credentials=credentials, cookies=jar)
+
+
+def execute(
+    settings: Settings,
+    sources: Sequence[SourceSpec],
+    observer: Observer,
+    *,
+    extras: client.Extras,
+    processes: int = 1,
+    companion: runner.Companion | None = None,
+) -> Summary:
+    """Open the sources, take the lock on --out (on this shard), run, and mark a shard done."""
+    layout = Layout.of(settings.out, settings.shard)
+    with contextlib.ExitStack() as stack:
+        opened = [_open(spec, name, stack) for spec, name in zip(
+            sources, settings.sources, strict=True)]
+        try:
+            stack.enter_context(lock.hold(layout.lock))
+        except lock.Locked as exc:
+            raise LockedOut(str(exc)) from exc
+        layout.done.unlink(missing_ok=True)  # a shard run again is not done until it is
+        summary = runner.run(settings, opened, observer, companion=companion, extras=extras,
+                             processes=processes)
+        if settings.shard is not None and summary.interrupted_by is None:
+            mark_done(layout.done, settings.shard, summary)
+    return summary
+
+
+def mark_done(path: Path, shard: Shard, summary: Summary) -> None:
+    """The shard's marker: its summary, written whole (temp file, rename) or not at all."""
+    data = {"shard": shard.name, "index": shard.index, "count": shard.count,
+            "by": shard.by, "finished_at": datetime.datetime.now(datetime.UTC).isoformat(),
+            "summary": summary}
+    temp = path.with_name(f".{path.name}.part")
+    temp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    os.replace(temp, path)
+
+
+def _open(spec: SourceSpec, name: str, stack: contextlib.ExitStack) -> Source | Listed:
+    if not isinstance(spec, str | os.PathLike):
+        return Listed(name=name, items=spec)
+    if name == "-":
+        return Source(name="-", fd=sys.stdin.fileno())
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(f"{name!r}: cannot read: {exc.strerror or exc}") from exc
+    stack.callback(os.close, fd)
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        raise UsageError(f"{name!r}: cannot read: Is a directory")
+    return Source(name=name, fd=fd)
+
+
+class Quiet:
+    """The observer of a library call: nothing shown; each Result to `on_result`, if given."""
+
+    def __init__(self, on_result: Callable[[Result], None] | None = None) -> None:
+        self._on_result = on_result
+
+    def finished(self, result: Result) -> None:
+        if self._on_result is not None:
+            self._on_result(result)
+
+    def queued(self) -> None: ...
+    def listing_read(self, read_bytes: int, total_bytes: int) -> None: ...
+    def listing_done(self) -> None: ...
+    def started(self, job: Job, attempt: int) -> None: ...
+    def ended(self, job: Job) -> None: ...
+    def responded(self, job: Job, content_length: int | None) -> None: ...
+    def received(self, job: Job, nbytes: int) -> None: ...
+    def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None: ...
+    def window_full(self, waiting: tuple[str, ...]) -> None: ...
+    def worker_lost(self, pid: int, requeued: int) -> None: ...

@@ -1,0 +1,130 @@
+"""`bulkfetch report OUT`: one summary of all the shards that wrote into OUT.
+
+Reads every `.bulkfetch/shards/I-of-N/` folder: its done marker (written only when the shard
+finished), its lock (held while a shard runs), and its manifest (the truth about each URL,
+complete or not). A shard with no folder is missing; one without a marker is unfinished.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from bulkfetch.errors import UsageError
+from bulkfetch.layout import Layout, shard_homes
+from bulkfetch.models import Shard, Status
+
+FAILURES_SHOWN = 10
+_NAME = re.compile(r"(\d+)-of-(\d+)")
+
+
+@dataclass
+class Totals:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Status, 0))
+    bytes: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    out: Path
+    count: int
+    done: tuple[str, ...]
+    running: tuple[str, ...]
+    unfinished: tuple[str, ...]  # no marker and not running: stopped or died
+    missing: tuple[str, ...]
+    totals: Totals
+
+    @property
+    def complete(self) -> bool:
+        return not (self.running or self.unfinished or self.missing)
+
+    @property
+    def ok(self) -> bool:
+        return self.complete and not self.totals.counts[Status.FAILED]
+
+
+def gather(out: Path) -> Report:
+    found: dict[int, Path] = {}
+    counts = set()
+    for home in shard_homes(out):
+        if (match := _NAME.fullmatch(home.name)) is not None:
+            found[int(match[1])] = home
+            counts.add(int(match[2]))
+    if not found:
+        raise UsageError(f"{str(out)!r}: no shards here (no .bulkfetch/shards/I-of-N/)")
+    if len(counts) > 1:
+        raise UsageError(f"{str(out)!r}: shards of different counts ({sorted(counts)}): runs "
+                         "with another N left their folders; remove those first")
+    (count,) = counts
+    totals = Totals()
+    state: dict[str, list[str]] = {"done": [], "running": [], "unfinished": []}
+    for _, home in sorted(found.items()):
+        layout = Layout(home)
+        if layout.done.exists():
+            state["done"].append(home.name)
+        else:
+            state["running" if _held(layout.lock) else "unfinished"].append(home.name)
+        _add(layout.manifest, totals)
+    missing = tuple(Shard(i, count).name for i in range(count) if i not in found)
+    return Report(out, count, tuple(state["done"]), tuple(state["running"]),
+                  tuple(state["unfinished"]), missing, totals)
+
+
+def lines(report: Report) -> list[str]:
+    t = report.totals
+    shards = [f"{len(report.done)} done"]
+    for what, names in (("running", report.running), ("unfinished", report.unfinished),
+                        ("missing", report.missing)):
+        if names:
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            shards.append(f"{len(names)} {what} ({shown})")
+    counts = t.counts
+    return [
+        f"{report.count} shards: {', '.join(shards)}",
+        f"{counts[Status.OK]:,} ok, {counts[Status.FAILED]:,} failed, "
+        f"{counts[Status.NOT_MODIFIED]:,} not modified, {counts[Status.SKIPPED]:,} skipped; "
+        f"{t.bytes:,} bytes saved",
+        *(f"failed: {line}" for line in t.failures),
+        "complete: every shard finished" if report.complete else "incomplete",
+    ]
+
+
+def _add(manifest: Path, totals: Totals) -> None:
+    try:
+        with manifest.open("rb") as f:
+            for raw in f:
+                try:
+                    row = orjson.loads(raw)
+                except orjson.JSONDecodeError:  # a line cut by a crash: the shard is unfinished
+                    continue
+                status = row.get("status")
+                if status not in totals.counts:
+                    continue
+                totals.counts[status] += 1
+                if status == Status.OK:
+                    totals.bytes += int(row.get("bytes") or 0)
+                elif status == Status.FAILED and len(totals.failures) < FAILURES_SHOWN:
+                    totals.failures.append(f"{row.get('url')}: {row.get('error')}")
+    except FileNotFoundError:
+        pass
+
+
+def _held(lock: Path) -> bool:
+    """Whether a running shard holds this lock (on this machine, or over NFS with its locks)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
