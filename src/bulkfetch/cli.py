@@ -362,8 +362,7 @@ def report(
     for line in report_.lines(found):
         _say(line)
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(found, option=orjson.OPT_INDENT_2
-                                             | orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.buffer.write(report_.as_json(found))
         sys.stdout.flush()
     return EXIT_OK if found.ok else EXIT_FAILED
 

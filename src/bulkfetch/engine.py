@@ -23,7 +23,7 @@ from typing import Protocol
 
 from bulkfetch.errors import SourceError
 from bulkfetch.events import Observer
-from bulkfetch.fetch import Fetcher
+from bulkfetch.fetcher import Fetcher
 from bulkfetch.frontier import Frontier
 from bulkfetch.intake import Intake
 from bulkfetch.models import Attempt, Failure, Job, Result, Status, Ticket, Validators

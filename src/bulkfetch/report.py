@@ -76,6 +76,18 @@ def gather(out: Path) -> Report:
                   tuple(state["unfinished"]), missing, totals)
 
 
+def as_json(report: Report) -> bytes:
+    t = report.totals
+    data = {
+        "out": str(report.out), "count": report.count, "complete": report.complete,
+        "ok": report.ok, "done": report.done, "running": report.running,
+        "unfinished": report.unfinished, "missing": report.missing,
+        "counts": {str(status): n for status, n in t.counts.items()},
+        "bytes": t.bytes, "failures": t.failures,
+    }
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
 def lines(report: Report) -> list[str]:
     t = report.totals
     shards = [f"{len(report.done)} done"]

@@ -81,7 +81,9 @@ def _from_engine(env: Mapping[str, str], count: int | None) -> tuple[int, int]:
     for index_name, count_name, first_name in ENGINES:
         if index_name not in env:
             continue
-        index = _number(env, index_name) - (_number(env, first_name) if first_name in env else 0)
+        index = _number(env, index_name)
+        if first_name is not None and first_name in env:
+            index -= _number(env, first_name)
         if count_name is not None and count_name in env:
             return index, _number(env, count_name)
         if count is None and COUNT_VARIABLE in env:
