@@ -11,12 +11,12 @@ import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
 
-from bulkfetch import api, shards
+from bulkfetch import __version__, api, shards
 from bulkfetch import report as report_
 from bulkfetch import workers as workers_
 from bulkfetch.errors import (
@@ -39,33 +39,74 @@ _ClickException: type[Exception] = next(
 )
 
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None)
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(rich_markup_mode=None, context_settings=HELP_OPTIONS)
+
+EPILOG = """\b
+A list has one entry a line: URL, then optionally NAME (the path under --out,
+may hold spaces), then optionally sha256:HEX (the digest the body must have).
+Blank lines and lines starting with # are skipped:
+  https://example.com/a.pdf
+  https://example.com/b.pdf   reports/b.pdf   sha256:9f86d081884c7d65...
+
+\b
+Exit codes: 0 all ok; 1 some URL failed; 2 usage error; 75 --out in use by
+another run; 130/143 stopped by SIGINT/SIGTERM; 70 a bug.
+
+\b
+Examples:
+  bulkfetch urls.txt -o data/ -c 100
+  bulkfetch lists/*.txt -o data/ --per-host 4 --summary-json run.json
+  zcat urls.txt.gz | bulkfetch - -o data/ --shard auto --shard-count 8
+  bulkfetch report data/    (one summary of a sharded run's shards)"""
 
 
-@app.command()
+def _version(value: bool) -> None:
+    if value:
+        print(f"bulkfetch {__version__}")
+        raise typer.Exit()
+
+
+class _Usage(typer.core.TyperCommand):
+    """Usage as people write it (`SOURCE...`, not typer's `{SOURCE...}`): the arguments'
+    metavars as they are."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:  # click.Context, vendored
+        names = [p.metavar or (p.name or "").upper() for p in self.params
+                 if isinstance(p, typer.core.TyperArgument)]
+        return ["[OPTIONS]", *names]
+
+
+@app.command(epilog=EPILOG, cls=_Usage)
 def fetch(
     sources: Annotated[list[str], typer.Argument(
-        metavar="SOURCE", help="URL-list files, or - for standard input.", show_default=False,
+        metavar="SOURCE...", help="URL-list files, or - for standard input.",
+        show_default=False,
     )],
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.",
+    )] = False,
     out: Annotated[Path, typer.Option(
-        "--out", "-o", envvar="BULKFETCH_OUT", help="Output folder, created if missing.",
+        "--out", "-o", metavar="DIR", envvar="BULKFETCH_OUT",
+        help="Output folder, created if missing.",
     )] = Path("downloads"),
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-c", envvar="BULKFETCH_CONCURRENCY", min=1, max=10_000,
+        "--concurrency", "-c", metavar="N", envvar="BULKFETCH_CONCURRENCY", min=1, max=10_000,
         help="Most requests in flight.",
     )] = 50,
     workers: Annotated[int | None, typer.Option(
-        "--workers", "-w", envvar="BULKFETCH_WORKERS", min=1, max=64,
+        "--workers", "-w", metavar="N", envvar="BULKFETCH_WORKERS", min=1, max=64,
         help="Processes that make the requests, sharing --concurrency; every limit holds "
         "for the whole run [default: one per usable core (CPU affinity, container CPU quota), "
         "at most 4].",
         show_default=False,
     )] = None,
     retries: Annotated[int, typer.Option(
-        envvar="BULKFETCH_RETRIES", min=0, max=100, help="Retries after the first attempt.",
+        envvar="BULKFETCH_RETRIES", min=0, max=100, metavar="N",
+        help="Retries after the first attempt.",
     )] = 3,
     timeout: Annotated[float, typer.Option(
-        envvar="BULKFETCH_TIMEOUT", min=0.001, help="Total seconds per attempt.",
+        envvar="BULKFETCH_TIMEOUT", min=0.001, metavar="SECONDS", help="Total seconds per attempt.",
     )] = 60.0,
     connect_timeout: Annotated[float | None, typer.Option(
         envvar="BULKFETCH_CONNECT_TIMEOUT", min=0.001, metavar="SECONDS", show_default=False,
@@ -76,7 +117,7 @@ def fetch(
         help="Longest silence between bytes, so a slow big file is not taken for a dead one.",
     )] = None,
     per_host: Annotated[int, typer.Option(
-        envvar="BULKFETCH_PER_HOST", min=0, max=10_000,
+        envvar="BULKFETCH_PER_HOST", min=0, max=10_000, metavar="N",
         help="Most requests in flight to one host (0: only --concurrency limits).",
     )] = 0,
     rate: Annotated[float | None, typer.Option(
@@ -108,19 +149,20 @@ def fetch(
         help="With --shard auto: how many shards, when the engine does not say.",
     )] = None,
     shard_by: Annotated[ShardBy, typer.Option(
-        envvar="BULKFETCH_SHARD_BY", case_sensitive=False,
+        envvar="BULKFETCH_SHARD_BY", case_sensitive=False, metavar="host|url",
         help="host: each host in one shard (politeness exact); url: spread one big host's "
         "URLs (--per-host, --host-rate divided by N).",
     )] = ShardBy.HOST,
     max_redirects: Annotated[int, typer.Option(
-        envvar="BULKFETCH_MAX_REDIRECTS", min=0, max=100, help="Redirects followed per URL.",
+        envvar="BULKFETCH_MAX_REDIRECTS", min=0, max=100, metavar="N",
+        help="Redirects followed per URL.",
     )] = 10,
     max_bytes: Annotated[str | None, typer.Option(
         envvar="BULKFETCH_MAX_BYTES", metavar="SIZE", show_default=False,
         help="Fail a body larger than this (bytes, or with k, M, G: powers of 1024).",
     )] = None,
     user_agent: Annotated[str | None, typer.Option(
-        envvar="BULKFETCH_USER_AGENT", show_default=False,
+        envvar="BULKFETCH_USER_AGENT", show_default=False, metavar="TEXT",
         help="User-Agent header [default: bulkfetch/VERSION].",
     )] = None,
     user: Annotated[str | None, typer.Option(
@@ -161,7 +203,7 @@ def fetch(
         help="Extra request header; repeatable. [env: BULKFETCH_HEADER, one per line]",
     )] = None,
     manifest: Annotated[Path | None, typer.Option(
-        envvar="BULKFETCH_MANIFEST", show_default=False,
+        envvar="BULKFETCH_MANIFEST", show_default=False, metavar="FILE",
         help=f"JSON-lines report [default: OUT/{STATE_DIR}/manifest.jsonl]",
     )] = None,
     progress: Annotated[bool | None, typer.Option(
@@ -189,7 +231,7 @@ def fetch(
         help="Fetch everything again, even what an earlier run saved.",
     )] = False,
     summary_json: Annotated[Path | None, typer.Option(
-        envvar="BULKFETCH_SUMMARY_JSON", metavar="PATH",
+        envvar="BULKFETCH_SUMMARY_JSON", metavar="FILE",
         help="Write a JSON summary of the run here at the end.",
         show_default=False,
     )] = None,
@@ -347,10 +389,11 @@ def _say(line: str) -> None:
     print(f"bulkfetch: {printable(line)}", file=sys.stderr, flush=True)
 
 
-reporting = typer.Typer(add_completion=False, rich_markup_mode=None)
+reporting = typer.Typer(add_completion=False, rich_markup_mode=None,
+                        context_settings=HELP_OPTIONS)
 
 
-@reporting.command()
+@reporting.command(cls=_Usage)
 def report(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="The --out the shards wrote into.")],
     as_json: Annotated[bool, typer.Option(
