@@ -88,7 +88,17 @@ def test_client_certificate(mtls: Server, pki: Path, tmp_path: Path) -> None:
     assert row["status"] == "ok"
 
 
-def test_unreadable_tls_files_are_usage_errors(tmp_path: Path) -> None:
-    proc = run_cli(str(write_list(tmp_path / "u", ["https://127.0.0.1:9/"])),
-                   "--cacert", str(tmp_path / "missing.pem"))
-    assert proc.returncode == 2 and proc.stderr.startswith("bulkfetch: error: TLS files:")
+@pytest.mark.parametrize(("option", "name", "content", "says"), [
+    ("--cacert", "missing.pem", None, "cannot read: No such file or directory"),
+    ("--cacert", "garbage.pem", "not a certificate", "not a usable certificate or key"),
+    ("--cert", "garbage.pem", "not a certificate", "not a usable certificate or key"),
+])
+def test_a_bad_tls_file_is_named_in_one_line(
+    tmp_path: Path, option: str, name: str, content: str | None, says: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    proc = run_cli(str(write_list(tmp_path / "u", ["https://127.0.0.1:9/"])), option, str(path))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"bulkfetch: error: {option} {str(path)!r}: {says}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 from collections.abc import Callable
 
 import aiohttp
@@ -312,6 +313,22 @@ def _timed_out(exc: TimeoutError, timeouts: Timeouts) -> str:
     return f"timed out after {timeouts.total_s:g}s (--timeout)"
 
 
+_OS_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ETIMEDOUT: "timed out",
+    errno.ECONNRESET: "connection reset",
+}
+
+
+def _os_reason(error: OSError) -> str:
+    """A socket error in our words, not the C library's (`[Errno 111] Connect call failed`)."""
+    if error.errno in _OS_REASONS:
+        return _OS_REASONS[error.errno]
+    return (error.strerror or str(error) or type(error).__name__).lower()
+
+
 def _describe(exc: BaseException) -> str:
     """A one-line, never empty, description of a network fault."""
     match exc:
@@ -321,11 +338,14 @@ def _describe(exc: BaseException) -> str:
             return f"redirected to an unusable URL: {exc}"
         case aiohttp.ClientConnectorCertificateError():
             reason = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
-            return f"TLS: the certificate of {exc.host}:{exc.port} is not trusted: {reason}"
+            return (f"TLS: the certificate of {exc.host}:{exc.port} is not trusted: {reason} "
+                    "(use --cacert FILE for a private CA)")
         case aiohttp.ClientSSLError():
             return f"TLS: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        case aiohttp.ClientConnectorDNSError():
+            return f"cannot connect to {exc.host}:{exc.port}: name not resolved"
         case aiohttp.ClientConnectorError():
-            return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc}"
+            return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
         case aiohttp.ServerDisconnectedError():
             return "the server closed the connection before answering"
         case aiohttp.ClientPayloadError():

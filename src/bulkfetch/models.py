@@ -191,6 +191,7 @@ class Settings:
     manifest: Path
     concurrency: int = 50
     retries: int = 3
+    backoff_s: float = 0.5  # the first retry's wait (half fixed, half random); doubles after
     timeouts: Timeouts = Timeouts()
     per_host: int = 0  # 0: no limit per host beyond --concurrency
     rate: float | None = None  # requests per second, all hosts together

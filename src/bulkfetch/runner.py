@@ -175,7 +175,7 @@ async def _fetch_all(
             engine = Engine(
                 Frontier(per_host=settings.per_host, rate=settings.rate,
                          host_rate=settings.host_rate),
-                RetryPolicy(retries=settings.retries),
+                RetryPolicy(retries=settings.retries, base_s=settings.backoff_s),
                 record,
                 observer,
                 window=window_for(settings.concurrency, settings.window),
