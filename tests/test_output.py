@@ -90,9 +90,10 @@ def test_logs_get_plain_status_lines_at_the_interval(server: Server, tmp_path: P
     status = [line for line in proc.stderr.splitlines() if " done: " in line]
     assert len(status) >= 3
     assert len(status) <= took / 0.3 + 1
-    shape = r"bulkfetch: [\d,]+/(≥ [\d,]+( \(≈ [\d,]+\))?|[\d,]+) done: [\d,]+ ok, "
+    when = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "  # ISO-8601, UTC: appended logs part
+    shape = when + r"bulkfetch: [\d,]+/(≥ [\d,]+( \(≈ [\d,]+\))?|[\d,]+) done: [\d,]+ ok, "
     assert all(re.match(shape, line) for line in status), status
-    assert proc.stderr.splitlines()[-1].startswith("bulkfetch: manifest: ")
+    assert re.match(when + "bulkfetch: manifest: ", proc.stderr.splitlines()[-1])
 
 
 def test_status_interval_zero_is_silent(server: Server, tmp_path: Path) -> None:
@@ -105,8 +106,8 @@ def test_verbose_prints_one_line_per_url(server: Server, tmp_path: Path) -> None
     src = write_list(tmp_path / "u", [server.url("/bytes/10"), server.url("/status/404")])
     proc = run_cli(str(src), "-o", str(tmp_path / "out"), "-v")
     assert proc.stdout == ""
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("bulkfetch: ok: ")
-             or line.startswith("bulkfetch: failed: ")]
+    lines = [line.split(" ", 1)[1] for line in proc.stderr.splitlines()
+             if " bulkfetch: ok: " in line or " bulkfetch: failed: " in line]
     assert len(lines) == 2
     assert f"ok: {server.url('/bytes/10')} [200] 10 B -> 127.0.0.1_{server.port}/10-" in lines[0] \
         or f"ok: {server.url('/bytes/10')} [200] 10 B -> 127.0.0.1_{server.port}/10-" in lines[1]

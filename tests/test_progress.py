@@ -112,8 +112,8 @@ def test_status_line_is_plain() -> None:
     board, _ = busy_board()
     line = status_line(board.snapshot())
     assert line == (
-        "8/10 done: 7 ok, 1 failed, 0 unchanged, 1 retrying; 2.0 MB; 1 files/s, 400.6 kB/s; "
-        "in flight 1/4; elapsed 0:10, ETA 0:03"
+        "8/10 done: 7 ok, 1 failed, 0 not modified, 0 skipped, 1 retrying; 2.0 MB; 1 files/s, "
+        "400.6 kB/s; in flight 1/4; elapsed 0:10, ETA 0:03"
     )
     assert "\x1b" not in line and "\r" not in line
 

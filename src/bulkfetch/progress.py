@@ -10,6 +10,7 @@ Three modes, chosen by the CLI:
 from __future__ import annotations
 
 import asyncio
+import datetime
 import enum
 import signal
 import time
@@ -79,7 +80,8 @@ def waiting_note(snap: Snapshot) -> str:
 def _status(snap: Snapshot) -> str:
     return (
         f"{snap.done:,}/{total(snap)} done: {snap.ok:,} ok, {snap.failed:,} failed, "
-        f"{snap.not_modified + snap.skipped:,} unchanged, {snap.retrying:,} retrying; "
+        f"{snap.not_modified:,} not modified, {snap.skipped:,} skipped, "
+        f"{snap.retrying:,} retrying; "
         f"{human_bytes(snap.bytes)}; {snap.files_per_s:,.0f} files/s, "
         f"{human_bytes(snap.bytes_per_s)}/s; in flight {snap.in_flight}/{snap.limit}; "
         f"elapsed {human_duration(snap.elapsed_s)}, ETA {human_duration(snap.eta_s)}"
@@ -115,8 +117,11 @@ class Display:
         limit: int,
         stream: TextIO,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(
+            datetime.UTC),
     ) -> None:
         self.settings = settings
+        self._wall_clock = wall_clock
         self.board = Board(limit=limit, clock=clock)
         self._stream = stream
         self._live: LiveView | None = None
@@ -175,8 +180,9 @@ class Display:
         line = printable(line)
         if self._live is not None:
             self._live.say(f"bulkfetch: {line}")
-        else:
-            print(f"bulkfetch: {line}", file=self._stream, flush=True)
+        else:  # a log (cron, a container): each line says when, so appended runs part
+            when = self._wall_clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+            print(f"{when} bulkfetch: {line}", file=self._stream, flush=True)
 
     async def run(self) -> None:
         """Refresh the view until cancelled; the caller cancels it when the run ends."""
@@ -198,4 +204,5 @@ class Display:
 def _result_line(result: Result) -> str:
     http = result.http_status if result.http_status is not None else "-"
     where = result.path if result.error is None else result.error
-    return f"{result.status}: {result.url} [{http}] {result.bytes:,} B -> {where}"
+    status = result.status.replace("_", " ")  # one state, one name: "not modified"
+    return f"{status}: {result.url} [{http}] {result.bytes:,} B -> {where}"
