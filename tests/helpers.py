@@ -38,14 +38,22 @@ def assert_tidy(out: Path, rows: dict[str, dict[str, Any]]) -> None:
     named = {row["path"] for row in rows.values() if row["path"] is not None}
     assert on_disk == named
     for row in rows.values():
-        if row["status"] == "ok":
+        if row["status"] in ("ok", "not_modified", "skipped"):  # each names the file on disk
             data = (out / row["path"]).read_bytes()
             assert len(data) == row["bytes"]
             assert hashlib.sha256(data).hexdigest() == row["sha256"]
         else:
             assert row["sha256"] is None
-            if row["status"] in ("not_modified", "skipped"):
-                assert row["path"] is not None
+
+
+def assert_cut_off(rows: dict[str, dict[str, Any]], done: list[str]) -> None:
+    """After a signal: the finished URLs are ok, and every other line is one cut off."""
+    assert set(done) <= set(rows)
+    assert all(rows[url]["status"] == "ok" for url in done)
+    for url in set(rows) - set(done):
+        row = rows[url]
+        assert (row["status"], row["error"]) == ("interrupted", "interrupted before it finished")
+        assert row["path"] is None and row["attempts"] >= 1
 
 
 def bulkfetch_cmd(*args: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import uuid
 from pathlib import Path
 
@@ -31,7 +32,11 @@ def test_fetches_every_url_with_a_truthful_manifest(server: Server, tmp_path: Pa
         assert row["attempts"] == 1 and row["error"] is None
         assert (tmp_path / "out" / row["path"]).read_bytes() == body(url[len(server.base):], size)
         assert list(row) == ["url", "status", "path", "http_status", "bytes", "received", "sha256",
-                             "attempts", "elapsed", "error"]
+                             "attempts", "elapsed", "error", "final_url", "content_type",
+                             "fetched_at"]
+        assert row["final_url"] == url
+        assert row["content_type"] == ("application/octet-stream" if size else None)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", row["fetched_at"])
     assert_tidy(tmp_path / "out", rows)
 
 

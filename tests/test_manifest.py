@@ -26,7 +26,7 @@ class ShortWrites(io.FileIO):
 
 def test_short_writes_lose_no_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "m.jsonl"
-    monkeypatch.setattr(manifest_module, "_open", lambda p: ShortWrites(p, "wb"))
+    monkeypatch.setattr(manifest_module, "_open", lambda p, keep_in: ShortWrites(p, "wb"))
     urls = [f"http://h/{n}" for n in range(500)]
 
     async def main() -> None:

@@ -30,7 +30,8 @@ def result(n: int, status: Status = Status.OK, size: int = 1000) -> Result:
     error = "HTTP 404 Not Found" if status is Status.FAILED else None
     return Result(url=f"http://h/{n}", status=status, path=None if error else f"h/file-{n}.bin",
                   http_status=404 if error else 200, bytes=0 if error else size,
-                  received=0 if error else size, sha256=None, attempts=1, elapsed=0.1, error=error)
+                  received=0 if error else size, sha256=None, attempts=1, elapsed=0.1, error=error,
+                  final_url=None, content_type=None, fetched_at="2026-12-02T20:00:00.000Z")
 
 
 def busy_board() -> tuple[Board, Clock]:
@@ -139,10 +140,12 @@ in flight  1 / 4
 
 def test_summary_renderings() -> None:
     summary = Summary(ok=7, failed=1, not_modified=0, skipped=2, bytes=3_500_000,
-                      elapsed_s=125.0, interrupted_by=15, received=2_500_000)
+                      elapsed_s=125.0, interrupted_by=15, received=2_500_000, interrupted=3,
+                      kept_for_resume=12_000_000)
     lines = summary_lines(summary, Path("out/m.jsonl"))
     assert lines == [
-        "interrupted by SIGTERM; the manifest lists what finished",
+        "interrupted by SIGTERM: 3 URLs cut off, 12.0 MB kept for resume; the manifest lists "
+        "what finished",
         "7 ok, 1 failed, 0 not modified, 2 skipped; 3.5 MB saved, 2.5 MB received in 2:05 "
         "(0 files/s, 20.0 kB/s)",
         "manifest: out/m.jsonl",

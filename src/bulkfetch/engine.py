@@ -73,14 +73,33 @@ class Engine:
         self._changed = asyncio.Event()  # something may have become startable
         self._window_room = asyncio.Event()
         self._failing: dict[str, int] = {}  # consecutive connection failures by host
+        self._started: dict[int, Ticket] = {}  # begun and not settled: cut off by a signal
 
     async def run(self, intake: Intake, executor: Executor) -> SourceError | None:
         """Until every entry of the lists has its Result. A list that breaks off ends the
         intake, not the run: what is already open still finishes, and the error is returned."""
-        async with asyncio.TaskGroup() as group:
-            feed = group.create_task(self._feed(intake))
-            group.create_task(self._dispatch(executor))
+        try:
+            async with asyncio.TaskGroup() as group:
+                feed = group.create_task(self._feed(intake))
+                group.create_task(self._dispatch(executor))
+        except asyncio.CancelledError:
+            self._cut_off()
+            raise
         return feed.result()
+
+    def _cut_off(self) -> None:
+        """A signal stopped the run: every URL begun and not finished gets its line, so the
+        manifest says what became of it. Entries never started are simply not reached."""
+        now = self._clock()
+        for ticket in list(self._started.values()):
+            job = ticket.job
+            started = ticket.first_start if ticket.first_start is not None else now
+            self._record(redacted_result(
+                job.url, Status.INTERRUPTED, path=job.prior.path if job.prior else None,
+                attempts=ticket.attempts, elapsed=round(now - started, 3),
+                error="interrupted before it finished", received=ticket.received,
+            ), None, None)
+        self._started.clear()
 
     # The executor reports here.
 
@@ -172,6 +191,7 @@ class Engine:
         first = now if ticket.first_start is None else ticket.first_start
         ticket = Ticket(ticket.id, ticket.job, ticket.attempts + 1, ticket.resume, first,
                         ticket.received)
+        self._started[ticket.id] = ticket
         self._observer.started(ticket.job, ticket.attempts)
         executor.start(ticket)
 
@@ -216,16 +236,22 @@ class Engine:
             status = Status.FAILED
         else:
             status = Status.NOT_MODIFIED if attempt.not_modified else Status.OK
-        # A failure leaves an earlier run's file where it was, and the manifest says so.
-        kept = job.prior.path if job.prior else None
+        path: str | None = job.path
+        size, sha256 = attempt.size, attempt.sha256
+        prior = job.prior
+        if error or attempt.not_modified:  # the earlier run's file stays: the line names it
+            path, size, sha256 = (prior.path, prior.bytes, prior.sha256) if prior else (
+                None, 0, None)
         started = ticket.first_start if ticket.first_start is not None else now
         result = redacted_result(
-            job.url, status, path=kept if error else job.path, http_status=attempt.http_status,
-            size=attempt.size, sha256=attempt.sha256, attempts=ticket.attempts,
+            job.url, status, path=path, http_status=attempt.http_status,
+            size=size, sha256=None if error else sha256, attempts=ticket.attempts,
             elapsed=round(now - started, 3), error=error,
-            received=ticket.received + attempt.received,
+            received=ticket.received + attempt.received, final_url=attempt.final_url,
+            content_type=attempt.content_type,
         )
         self._record(result, job, attempt.validators)
+        self._started.pop(ticket.id, None)
         self._open -= 1
         self._window_room.set()
         self._changed.set()

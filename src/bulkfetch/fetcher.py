@@ -66,17 +66,19 @@ class TooBig(Exception):
 class _Trace:
     """What an attempt has learnt so far: what a failure reports and leaves to continue from."""
 
-    __slots__ = ("http_status", "kept", "received", "validators")
+    __slots__ = ("content_type", "final_url", "http_status", "kept", "received", "validators")
 
     def __init__(self, kept: Resume | None) -> None:
         self.http_status: int | None = None
         self.validators: Validators | None = None
         self.kept = kept
         self.received = 0
+        self.final_url: str | None = None
+        self.content_type: str | None = None
 
     def failed(self, error: str, failure: Failure) -> Attempt:
         return Attempt(http_status=self.http_status, error=error, failure=failure,
-                       resume=self.kept, received=self.received)
+                       resume=self.kept, received=self.received, final_url=self.final_url)
 
 
 class Slot:
@@ -134,7 +136,8 @@ class Fetcher:
             sha256 = await got.commit(expect_sha256=job.sha256)
             return Attempt(
                 http_status=trace.http_status, size=got.offset + got.size, sha256=sha256,
-                validators=trace.validators, received=got.size,
+                validators=trace.validators, received=got.size, final_url=trace.final_url,
+                content_type=trace.content_type,
             )
         except (ChecksumMismatch, TooBig) as exc:
             return trace.failed(str(exc), Failure.FINAL)
@@ -165,8 +168,11 @@ class Fetcher:
         async with get as resp:
             trace.http_status = resp.status
             trace.validators = _validators(resp)
+            trace.final_url = str(resp.url)
+            trace.content_type = resp.headers.get("Content-Type")
             if resp.status == 304 and job.prior is not None:
-                return Attempt(http_status=304, not_modified=True, validators=trace.validators)
+                return Attempt(http_status=304, not_modified=True, validators=trace.validators,
+                               final_url=trace.final_url)
             span = None
             try:
                 if resp.status == 206:
@@ -181,7 +187,8 @@ class Fetcher:
                     where = f"at byte {resume.offset}" if resume else "the whole body"
                     return trace.failed(f"cannot resume {where}: {exc}", Failure.TRANSFER)
             if not 200 <= resp.status < 300:
-                return dataclasses.replace(_refused(resp), resume=trace.kept)
+                return dataclasses.replace(_refused(resp), resume=trace.kept,
+                                           final_url=trace.final_url)
             announced = span.complete if span else resp.content_length or 0
             if self._max_bytes is not None and announced > self._max_bytes:
                 return trace.failed(_too_big(announced, self._max_bytes), Failure.FINAL)

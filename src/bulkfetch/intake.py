@@ -136,7 +136,8 @@ class Intake:
         if prior is None:
             return item
         if self._refetch is Refetch.SKIP_EXISTING:
-            return redacted_result(item.url, Status.SKIPPED, path=prior.path)
+            return redacted_result(item.url, Status.SKIPPED, path=prior.path, size=prior.bytes,
+                                   sha256=prior.sha256)
         return dataclasses.replace(item, prior=prior)
 
     def _read_all(self, post: _Post) -> None:

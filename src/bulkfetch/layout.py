@@ -42,6 +42,11 @@ class Layout:
         return self.home / "lock"
 
     @property
+    def runs(self) -> Path:
+        """Where earlier runs' manifests are kept (the newest RUNS_KEPT)."""
+        return self.home / "runs"
+
+    @property
     def done(self) -> Path:
         """The marker a shard writes when it has finished: its summary."""
         return self.home / DONE_NAME

@@ -102,6 +102,8 @@ def summary_table(summary: Summary, manifest: Path) -> Table:
     table.add_column()
     if summary.interrupted_by is not None:
         table.add_row("stopped by", Text(signal.Signals(summary.interrupted_by).name, "red"))
+        table.add_row("cut off", f"{summary.interrupted:,}")
+        table.add_row("kept for resume", human_bytes(summary.kept_for_resume))
     table.add_row("ok", Text(f"{summary.ok:,}", "green"))
     table.add_row("failed", Text(f"{summary.failed:,}", "red" if summary.failed else ""))
     table.add_row("not modified", f"{summary.not_modified:,}")

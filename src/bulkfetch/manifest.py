@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -19,6 +21,7 @@ from bulkfetch.models import Prior, Result, Validators
 from bulkfetch.state import StateWriter
 from bulkfetch.writers import Writers, write_all
 
+RUNS_KEPT = 10  # earlier runs' manifests kept under runs/
 FLUSH_INTERVAL_S = 0.5
 FLUSH_BYTES = 256 * 1024
 
@@ -28,9 +31,11 @@ class Manifest:
     Only the scheduling process writes it, also with --workers."""
 
     def __init__(
-        self, path: Path, writers: Writers, *, state: StateWriter | None = None
+        self, path: Path, writers: Writers, *, state: StateWriter | None = None,
+        keep_in: Path | None = None,
     ) -> None:
         self._path = path
+        self._keep_in = keep_in
         self._writers = writers
         self._state = state
         self._file: BinaryIO | None = None
@@ -42,7 +47,7 @@ class Manifest:
         self._closing = False
 
     async def __aenter__(self) -> Manifest:
-        self._file = await self._writers.run(_open, self._path)
+        self._file = await self._writers.run(_open, self._path, self._keep_in)
         self._flusher = asyncio.create_task(self._flush_forever(), name="bulkfetch-manifest")
         return self
 
@@ -98,6 +103,25 @@ class Manifest:
             self._state.save(rows)
 
 
-def _open(path: Path) -> BinaryIO:
+def _open(path: Path, keep_in: Path | None) -> BinaryIO:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if keep_in is not None:
+        _keep(path, keep_in)
     return path.open("wb", buffering=0)  # unbuffered: a batch, a write()
+
+
+def _keep(path: Path, keep_in: Path) -> None:
+    """Move the last run's manifest to `keep_in` (named by when it was last written), and
+    remove all but the newest RUNS_KEPT there."""
+    try:
+        if path.stat().st_size == 0:
+            return
+        keep_in.mkdir(parents=True, exist_ok=True)
+        written = path.stat().st_mtime_ns
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(written // 10**9))
+        os.replace(path, keep_in / f"manifest-{stamp}.{written % 10**9:09d}Z.jsonl")
+    except FileNotFoundError:
+        return
+    for old in sorted(keep_in.glob("manifest-*.jsonl"))[:-RUNS_KEPT]:
+        with contextlib.suppress(OSError):
+            old.unlink()

@@ -28,6 +28,7 @@ class Status(enum.StrEnum):
     FAILED = "failed"
     NOT_MODIFIED = "not_modified"
     SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # cut off by SIGINT/SIGTERM: started, not finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,8 @@ class Attempt(Wire):
     validators: Validators | None = None
     resume: Resume | None = None  # what the next attempt can continue from
     received: int = 0  # body bytes that came over the wire in this attempt
+    final_url: str | None = None  # the last hop's URL, when an answer came
+    content_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,9 @@ class Result:
     attempts: int
     elapsed: float
     error: str | None
+    final_url: str | None  # after redirects (a password masked)
+    content_type: str | None
+    fetched_at: str  # when the verdict was reached: ISO-8601, UTC
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +229,9 @@ class Summary:
     elapsed_s: float
     interrupted_by: int | None  # signal number, when a signal stopped the run
     received: int = 0  # body bytes that came over the wire in this run
+    interrupted: int = 0  # URLs cut off by the signal (a manifest line each)
+    kept_for_resume: int = 0  # bytes in .bulkfetch/partial/ after an interruption
 
     @property
     def total(self) -> int:
-        return self.ok + self.failed + self.not_modified + self.skipped
+        return self.ok + self.failed + self.not_modified + self.skipped + self.interrupted

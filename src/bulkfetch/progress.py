@@ -93,7 +93,9 @@ def summary_lines(summary: Summary, manifest: Path) -> list[str]:
     lines = []
     if summary.interrupted_by is not None:
         name = signal.Signals(summary.interrupted_by).name
-        lines.append(f"interrupted by {name}; the manifest lists what finished")
+        lines.append(f"interrupted by {name}: {summary.interrupted:,} URLs cut off, "
+                     f"{human_bytes(summary.kept_for_resume)} kept for resume; the manifest "
+                     "lists what finished")
     received = ""
     if summary.received != summary.bytes:  # resumed files, or bodies received and lost
         received = f", {human_bytes(summary.received)} received"

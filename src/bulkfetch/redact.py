@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 
 from bulkfetch.models import Result, Status
@@ -28,10 +29,19 @@ def redacted_result(
     elapsed: float = 0.0,
     error: str | None = None,
     received: int = 0,
+    final_url: str | None = None,
+    content_type: str | None = None,
 ) -> Result:
-    """The one way a Result is made: the URL and the error are masked here, once."""
+    """The one way a Result is made: the URLs and the error are masked here, once."""
     return Result(
         url=redact(url), status=status, path=path, http_status=http_status, bytes=size,
         received=received, sha256=sha256, attempts=attempts, elapsed=elapsed,
         error=redact(error) if error else None,
+        final_url=redact(final_url) if final_url else None, content_type=content_type,
+        fetched_at=_now(),
     )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")

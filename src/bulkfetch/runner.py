@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from pathlib import Path
 
 from bulkfetch import client, shards, workers
 from bulkfetch.engine import Engine, Executor, local_executor, window_for
@@ -23,7 +24,7 @@ from bulkfetch.manifest import Manifest
 from bulkfetch.models import Job, Result, Settings, Status, Summary, Validators
 from bulkfetch.plan import Planner
 from bulkfetch.retry import RetryPolicy
-from bulkfetch.sink import Sink
+from bulkfetch.sink import PARTIAL_DIR, Sink
 from bulkfetch.state import StateReader, StateWriter
 from bulkfetch.writers import Writers
 
@@ -45,7 +46,7 @@ class Tally:
         if result.status is Status.OK:
             self.bytes += result.bytes
 
-    def summary(self, now: float, interrupted_by: int | None) -> Summary:
+    def summary(self, now: float, interrupted_by: int | None, kept: int = 0) -> Summary:
         return Summary(
             ok=self.counts[Status.OK],
             failed=self.counts[Status.FAILED],
@@ -55,6 +56,8 @@ class Tally:
             elapsed_s=now - self.started,
             interrupted_by=interrupted_by,
             received=self.received,
+            interrupted=self.counts[Status.INTERRUPTED],
+            kept_for_resume=kept,
         )
 
 
@@ -147,7 +150,19 @@ async def _main(
             except asyncio.CancelledError:
                 if not received:
                     raise
-    return tally.summary(time.monotonic(), received[0] if received else None)
+    kept = _kept_for_resume(settings.out) if received else 0
+    return tally.summary(time.monotonic(), received[0] if received else None, kept)
+
+
+def _kept_for_resume(out: Path) -> int:
+    """Bytes of cut-off bodies kept in .bulkfetch/partial/ for the next run to continue."""
+    total = 0
+    with contextlib.suppress(OSError), os.scandir(out / PARTIAL_DIR) as entries:
+        for entry in entries:
+            if entry.name.endswith(".part"):
+                with contextlib.suppress(OSError):
+                    total += entry.stat().st_size
+    return total
 
 
 async def _fetch_all(
@@ -161,8 +176,11 @@ async def _fetch_all(
     writers = Writers()
     state_path = Layout.of(settings.out, settings.shard).state
     try:
+        layout = Layout.of(settings.out, settings.shard)
+        # The run before this one keeps its manifest (the default one) under runs/.
+        keep_in = layout.runs if settings.manifest == layout.manifest else None
         async with Manifest(
-            settings.manifest, writers, state=StateWriter(state_path)
+            settings.manifest, writers, state=StateWriter(state_path), keep_in=keep_in
         ) as manifest:
             def record(result: Result, job: Job | None, validators: Validators | None) -> None:
                 prior = job.prior if job else None
