@@ -9,20 +9,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Result", "Shard", "ShardBy", "Summary", "__version__", "fetch"]
+__all__ = ["Result", "Shard", "ShardBy", "Summary", "__version__", "fetch", "fetch_async"]
 
 if TYPE_CHECKING:
-    from bulkfetch.api import fetch
+    from bulkfetch.api import fetch, fetch_async
     from bulkfetch.models import Result, Shard, ShardBy, Summary
 
 
 def __getattr__(name: str) -> Any:
     """`import bulkfetch` stays cheap (the CLI and `__version__` need nothing else): the API
     and its types are imported on first use."""
-    if name == "fetch":
-        from bulkfetch.api import fetch
+    if name in ("fetch", "fetch_async"):
+        from bulkfetch import api
 
-        return fetch
+        return getattr(api, name)
     if name in ("Result", "Shard", "ShardBy", "Summary"):
         from bulkfetch import models
 

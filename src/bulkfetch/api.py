@@ -12,6 +12,7 @@ their own processes; it may run on any thread of such a worker.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import os
@@ -48,23 +49,63 @@ def fetch(
     A source is a list file's path, or an iterable of URLs or (URL, NAME) pairs. `options` are
     the CLI's, by their Settings names (concurrency, retries, per_host, rate, host_rate,
     max_bytes, headers, refetch, ...). `on_result` sees each URL's Result as it is decided.
+    From inside a running event loop, use `fetch_async`.
     """
+    if _loop_running():
+        raise UsageError("bulkfetch.fetch() cannot run inside a running event loop: "
+                         "use `await bulkfetch.fetch_async(...)` there")
+    settings = settings_for(sources, out, shard=shard, shard_by=shard_by, options=options)
+    extras = prepare(settings)
+    return execute(settings, sources, Quiet(on_result), extras=extras, processes=workers)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def fetch_async(
+    sources: Sequence[SourceSpec],
+    out: str | os.PathLike[str],
+    *,
+    shard: tuple[int, int] | Shard | None = None,
+    shard_by: ShardBy = ShardBy.HOST,
+    on_result: Callable[[Result], None] | None = None,
+    **options: Any,
+) -> Summary:
+    """`fetch` on the running event loop (one session on it, in this process): for code that
+    already runs asyncio. Cancelling it stops the run cleanly."""
+    settings = settings_for(sources, out, shard=shard, shard_by=shard_by, options=options)
+    extras = await asyncio.to_thread(prepare, settings)  # reads certificate files, makes folders
+    layout = Layout.of(settings.out, settings.shard)
+    with contextlib.ExitStack() as stack:
+        opened = _open_all(sources, settings, stack, layout)
+        summary = await runner.run_async(settings, opened, Quiet(on_result), extras=extras)
+        _finish(settings, layout, summary)
+    return summary
+
+
+def settings_for(
+    sources: Sequence[SourceSpec], out: str | os.PathLike[str], *,
+    shard: tuple[int, int] | Shard | None, shard_by: ShardBy, options: dict[str, Any],
+) -> Settings:
+    """Settings from the library's keyword arguments; a wrong one is a UsageError."""
     if isinstance(shard, tuple):
         shard = Shard(shard[0], shard[1], shard_by)
     if shard is not None and not 0 <= shard.index < shard.count:
         raise UsageError(f"shard {shard.index} is not in 0..{shard.count - 1}")
-    out = Path(out)
+    root = Path(out)
     names = tuple(str(s) if isinstance(s, str | os.PathLike) else f"<list {n}>"
                   for n, s in enumerate(sources))
+    manifest = Path(options.pop("manifest", Layout.of(root, shard).manifest))
     try:
-        settings = Settings(sources=names, out=out,
-                            manifest=Path(options.pop("manifest", Layout.of(out, shard).manifest)),
-                            shard=shard, **options)
+        settings = Settings(sources=names, out=root, manifest=manifest, shard=shard, **options)
     except TypeError as exc:
         raise UsageError(f"bulkfetch.fetch: {exc}") from exc
-    settings = shards.divided(settings)
-    extras = prepare(settings)
-    return execute(settings, sources, Quiet(on_result), extras=extras, processes=workers)
+    return shards.divided(settings)
 
 
 def prepare(settings: Settings) -> client.Extras:
@@ -104,18 +145,32 @@ def execute(
     """Open the sources, take the lock on --out (on this shard), run, and mark a shard done."""
     layout = Layout.of(settings.out, settings.shard)
     with contextlib.ExitStack() as stack:
-        opened = [_open(spec, name, stack) for spec, name in zip(
-            sources, settings.sources, strict=True)]
-        try:
-            stack.enter_context(lock.hold(layout.lock))
-        except lock.Locked as exc:
-            raise LockedOut(str(exc)) from exc
-        layout.done.unlink(missing_ok=True)  # a shard run again is not done until it is
+        opened = _open_all(sources, settings, stack, layout)
         summary = runner.run(settings, opened, observer, companion=companion, extras=extras,
                              processes=processes)
-        if settings.shard is not None and summary.interrupted_by is None:
-            mark_done(layout.done, settings.shard, summary)
+        _finish(settings, layout, summary)
     return summary
+
+
+def _open_all(
+    sources: Sequence[SourceSpec], settings: Settings, stack: contextlib.ExitStack,
+    layout: Layout,
+) -> list[Source | Listed]:
+    """The sources opened and the lock taken (both released by `stack`); a shard started
+    again is not done until it is."""
+    opened = [_open(spec, name, stack) for spec, name in zip(
+        sources, settings.sources, strict=True)]
+    try:
+        stack.enter_context(lock.hold(layout.lock))
+    except lock.Locked as exc:
+        raise LockedOut(str(exc)) from exc
+    layout.done.unlink(missing_ok=True)
+    return opened
+
+
+def _finish(settings: Settings, layout: Layout, summary: Summary) -> None:
+    if settings.shard is not None and summary.interrupted_by is None:
+        mark_done(layout.done, settings.shard, summary)
 
 
 def mark_done(path: Path, shard: Shard, summary: Summary) -> None:

@@ -87,6 +87,20 @@ def run(
             pool.reap()
 
 
+async def run_async(
+    settings: Settings,
+    sources: Sequence[Source | Listed],
+    observer: Observer,
+    *,
+    extras: client.Extras | None = None,
+) -> Summary:
+    """The run on the caller's event loop, in this process: one session on that loop. The
+    caller's signals stay the caller's; cancelling the call stops the run cleanly (interrupted
+    lines for what had begun, the manifest flushed) and raises CancelledError."""
+    return await _main(settings, sources, observer, None, extras or client.Extras(), None,
+                       signals=False)
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -131,6 +145,8 @@ async def _main(
     companion: Companion | None,
     extras: client.Extras,
     pool: workers.Pool | None,
+    *,
+    signals: bool = True,
 ) -> Summary:
     main = asyncio.current_task()
     assert main is not None
@@ -143,7 +159,7 @@ async def _main(
         main.cancel()
 
     tally = Tally(time.monotonic())
-    with handling_signals(on_signal):
+    with handling_signals(on_signal) if signals else contextlib.nullcontext():
         async with beside(companion):
             try:
                 await _fetch_all(settings, sources, observer, tally, extras, pool)
