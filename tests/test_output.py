@@ -26,8 +26,10 @@ def slow_list(server: Server, path: Path, n: int = 40) -> Path:
     return write_list(path, [*urls, server.url("/status/404")])
 
 
-def run_in_pty(args: list[str], env: dict[str, str], timeout: float = 30) -> tuple[int, str]:
-    """Run the CLI with a pseudo-terminal as stdin, stdout and stderr; returns code and output."""
+def run_in_pty(args: list[str], env: dict[str, str], timeout: float = 30,
+               eof_after_s: float | None = None) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdin, stdout and stderr; returns code and output.
+    `eof_after_s`: type Ctrl-D (end of input) after that long."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: become bulkfetch
         os.environ.clear()
@@ -35,9 +37,13 @@ def run_in_pty(args: list[str], env: dict[str, str], timeout: float = 30) -> tup
         cmd = bulkfetch_cmd(*args)
         os.execv(cmd[0], cmd)
     chunks = []
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 1)
+        if eof_after_s is not None and time.monotonic() - started > eof_after_s:
+            os.write(fd, b"\x04")
+            eof_after_s = None
+        ready, _, _ = select.select([fd], [], [], 0.2)
         if not ready:
             continue
         try:
@@ -218,3 +224,21 @@ def test_with_stderr_closed_the_run_completes_and_stdout_stays_empty(
     rows = read_manifest(out / MANIFEST)
     assert [rows[url]["status"] for url in urls] == ["ok", "failed"]
     assert b"bulkfetch" not in (out / rows[urls[0]]["path"]).read_bytes()
+
+
+def test_list_mistakes_are_said(server: Server, tmp_path: Path) -> None:
+    """A repeat with another NAME is said once; an empty list says so; '-' on a terminal says
+    it reads standard input."""
+    url = server.url("/bytes/10")
+    lists = write_list(tmp_path / "u", [f"{url} a.bin", f"{url} b.bin", f"{url} c.bin"])
+    proc = run_cli(str(lists), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0
+    assert proc.stderr.count("is listed again with another NAME or sha256") == 1
+    assert f"{lists}:2: " in proc.stderr
+    empty = write_list(tmp_path / "empty", ["# nothing", ""])
+    proc = run_cli(str(empty), "-o", str(tmp_path / "out2"))
+    assert proc.returncode == 0 and "no URLs in the lists" in proc.stderr
+    env = {**cli_env(), "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
+    code, out = run_in_pty(["-", "-o", str(tmp_path / "out3")], env, eof_after_s=1.0)
+    assert code == 0
+    assert "reading URLs from standard input" in out and "no URLs" in out

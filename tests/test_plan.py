@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bulkfetch.models import Job, UrlLine
-from bulkfetch.plan import Planner, Rejected, auto_path, check_name, digest, parse_url
+from bulkfetch.plan import Planner, Rejected, Repeat, auto_path, check_name, digest, parse_url
 
 
 @pytest.mark.parametrize(("text", "ok"), [
@@ -108,3 +108,21 @@ def test_planner_refuses_clashing_names() -> None:
     for n in (2, 3, 4, 5):
         rejected = outcomes[n]
         assert isinstance(rejected, Rejected) and rejected.error.startswith(f"u:{n}: NAME ")
+
+
+def test_a_repeat_that_asks_for_something_else_is_reported_once() -> None:
+    planner = Planner()
+    first = UrlLine("u:1", "http://h/a", "a.bin")
+    assert isinstance(planner.plan(first), Job)
+    assert planner.plan(UrlLine("u:2", "http://h/a", "a.bin")) is None  # the same: silent
+    repeat = planner.plan(UrlLine("u:3", "http://h/a", "other.bin"))
+    assert isinstance(repeat, Repeat) and repeat.where == "u:3"
+    assert "the first line wins" in repeat.message()
+    assert planner.plan(UrlLine("u:4", "http://h/a", "third.bin")) is None  # once per URL
+    assert planner.plan(UrlLine("u:5", "http://h/b", None)) is not None
+    assert planner.plan(UrlLine("u:6", "http://h/b", None)) is None  # plain twice: silent
+    assert isinstance(planner.plan(UrlLine("u:7", "http://h/b", "named.bin")), Repeat)
+    assert isinstance(planner.plan(UrlLine("u:8", "http://h/a2", "x.bin", "ab" * 32)), Job)
+    assert isinstance(planner.plan(UrlLine("u:9", "http://h/a2", "x.bin", "cd" * 32)), Repeat)
+    assert isinstance(planner.plan(UrlLine("u:10", "http://h/c", "c.bin")), Job)
+    assert isinstance(planner.plan(UrlLine("u:11", "http://h/c", None)), Repeat)  # NAME dropped

@@ -283,8 +283,12 @@ def fetch(
         limit=settings.concurrency,
         stream=sys.stderr,
     )
+    if "-" in settings.sources and sys.stdin.isatty():
+        display.say("reading URLs from standard input (one a line; end with Ctrl-D)")
     summary = api.execute(settings, settings.sources, display, extras=extras,
                           processes=workers_.choose(workers, settings), companion=display.run)
+    if summary.total == 0 and summary.interrupted_by is None:
+        display.say("no URLs in the lists (only blank lines and comments, or empty)")
     display.show_summary(summary, settings.manifest)
     code = exit_code(summary)
     if summary_json is not None:

@@ -27,6 +27,7 @@ from bulkfetch.fetcher import Fetcher
 from bulkfetch.frontier import Frontier
 from bulkfetch.intake import Intake
 from bulkfetch.models import Attempt, Failure, Job, Result, Status, Ticket, Validators
+from bulkfetch.plan import Repeat
 from bulkfetch.redact import redacted_result
 from bulkfetch.retry import RetryPolicy
 
@@ -148,6 +149,8 @@ class Engine:
                 for item in batch:
                     if isinstance(item, Result):
                         self._record(item, None, None)
+                    elif isinstance(item, Repeat):
+                        self._observer.notice(item.message())
                     else:
                         await self._wait_for_window()
                         self._admit(item)

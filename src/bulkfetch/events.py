@@ -43,5 +43,9 @@ class Observer(Protocol):
         """The read-ahead window is full of entries of hosts that cannot start now (a few of
         them, described); an empty tuple when the intake moves again."""
 
+    def notice(self, message: str) -> None:
+        """Something about the lists the user should know (a repeated URL that asks for
+        another NAME); one line, already worded."""
+
     def worker_lost(self, pid: int, requeued: int) -> None:
         """A worker process died; its `requeued` attempts go to the others."""

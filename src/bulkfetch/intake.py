@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from bulkfetch import shards
 from bulkfetch.errors import SourceError
 from bulkfetch.models import Job, Prior, Refetch, Result, Resume, Shard, Status, UrlLine
-from bulkfetch.plan import Planner, Rejected
+from bulkfetch.plan import Planner, Rejected, Repeat
 from bulkfetch.redact import redacted_result
 from bulkfetch.state import StateReader
 from bulkfetch.urllist import parse_line
@@ -33,7 +33,8 @@ BATCHES_AHEAD = 4
 MAX_LINE_BYTES = 1024 * 1024
 SHOWN_BYTES = 200  # of a line too long: what the manifest names it by
 
-Planned = Job | Result  # a Result: decided without a request (a bad line, a skipped file)
+# A Result: decided without a request (a bad line, a skipped file); a Repeat: said, not run.
+Planned = Job | Result | Repeat
 _Post = Callable[[tuple[list[Planned], int] | BaseException | None], None]
 
 
@@ -121,16 +122,18 @@ class Intake:
             self._stopped = True
             self._room.release()
 
-    def _decide(self, items: list[Job | Rejected]) -> list[Planned]:
+    def _decide(self, items: list[Job | Rejected | Repeat]) -> list[Planned]:
         """Attach what earlier runs left (a whole file, a cut-off body); with --skip-existing,
         settle a whole file right here."""
         jobs = [(item.url, item.path) for item in items if isinstance(item, Job)]
         priors = self._state.priors(jobs) if self._state and jobs else {}
         return [self._decide_one(item, priors.get(item.url)) for item in items]
 
-    def _decide_one(self, item: Job | Rejected, prior: Prior | None) -> Planned:
+    def _decide_one(self, item: Job | Rejected | Repeat, prior: Prior | None) -> Planned:
         if isinstance(item, Rejected):
             return item.as_result()
+        if isinstance(item, Repeat):
+            return item
         if self._find_resume is not None and (resume := self._find_resume(item.url)):
             item = dataclasses.replace(item, resume=resume)
         if prior is None:
@@ -159,7 +162,7 @@ class Intake:
                 self._state.close()
 
     def _read_items(self, source: Listed, post: _Post) -> None:
-        planned: list[Job | Rejected] = []
+        planned: list[Job | Rejected | Repeat] = []
         for lineno, item in enumerate(source.items, 1):
             url, name = (item, None) if isinstance(item, str) else item
             line = UrlLine(where=f"{source.name}:{lineno}", url=str(url).strip(),
@@ -171,7 +174,9 @@ class Intake:
         if planned:
             post((self._decide(planned), self.read_bytes))
 
-    def _keep(self, item: Job | Rejected | None, planned: list[Job | Rejected]) -> None:
+    def _keep(
+        self, item: Job | Rejected | Repeat | None, planned: list[Job | Rejected | Repeat]
+    ) -> None:
         if item is not None and (self._shard is None or shards.keeps(self._shard, item)):
             planned.append(item)
 
@@ -192,7 +197,7 @@ class Intake:
                 skipping = False
             elif skipping:
                 tail = b""
-            planned: list[Job | Rejected] = []
+            planned: list[Job | Rejected | Repeat] = []
             for raw in lines:
                 lineno += 1
                 line = parse_line(raw, source=source.name, lineno=lineno)

@@ -99,6 +99,26 @@ def check_name(name: str) -> SafeRelPath:
     return SafeRelPath(norm)
 
 
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """A URL listed again with another NAME or sha256: said once, never silently dropped."""
+
+    where: str
+    url: str
+
+    def message(self) -> str:
+        return (f"{self.where}: {self.url!r} is listed again with another NAME or sha256; "
+                "the first line wins, this one is ignored")
+
+
+def _variant(line: UrlLine) -> bytes:
+    return digest(f"{line.url}\0{line.name or ''}\0{(line.sha256 or '').lower()}")
+
+
+def _marked(url_digest: bytes) -> bytes:
+    return hashlib.blake2b(b"\x01" + url_digest, digest_size=DIGEST_BYTES).digest()
+
+
 class Planner:
     """Turns entries into jobs, in order, remembering only digests of what it has seen."""
 
@@ -106,18 +126,32 @@ class Planner:
         self._urls = DigestSet()
         self._names = DigestSet(16)
         self._folders = DigestSet(16)
+        # Lines with a NAME or sha256: their (URL, NAME, sha256), and a mark on their URL, so
+        # that a repeat saying something else is noticed. Plain lines cost nothing here.
+        self._variants = DigestSet(16)
+        self._reported: set[bytes] = set()  # URLs whose repeats were reported (rare)
         self._reserved = reserved
 
-    def plan(self, line: UrlLine) -> Job | Rejected | None:
-        """A job, a rejection, or None for a URL already planned (the first line wins)."""
-        url_digest = self.admit(line)
-        return self.place(line, url_digest) if url_digest is not None else None
-
-    def admit(self, line: UrlLine) -> bytes | None:
-        """Record the URL as seen and return its digest; None if an earlier line had it (the
-        first line wins)."""
+    def plan(self, line: UrlLine) -> Job | Rejected | Repeat | None:
+        """A job or a rejection; for a URL already planned, None (the first line wins), or a
+        Repeat when this line asks for another NAME or sha256 (reported once per URL)."""
         url_digest = digest(line.url)
-        return url_digest if self._urls.add(url_digest) else None
+        if not self._urls.add(url_digest):
+            return self._repeat(line, url_digest)
+        if line.name is not None or line.sha256 is not None:
+            self._variants.add(_variant(line))
+            self._variants.add(_marked(url_digest))
+        return self.place(line, url_digest)
+
+    def _repeat(self, line: UrlLine, url_digest: bytes) -> Repeat | None:
+        if line.name is not None or line.sha256 is not None:
+            same = _variant(line) in self._variants
+        else:
+            same = _marked(url_digest) not in self._variants
+        if same or url_digest in self._reported:
+            return None
+        self._reported.add(url_digest)
+        return Repeat(line.where, line.url)
 
     def place(self, line: UrlLine, url_digest: bytes) -> Job | Rejected:
         """The job or the rejection for an admitted line. NAMEs are claimed here, so every

@@ -153,6 +153,10 @@ class Display:
     def window_full(self, waiting: tuple[str, ...]) -> None:
         self.board.window_full(waiting)
 
+    def notice(self, message: str) -> None:
+        if self.settings.mode is not Mode.QUIET:
+            self.say(message)
+
     def worker_lost(self, pid: int, requeued: int) -> None:
         self.say(f"worker process {pid} died; its {requeued} URLs in flight go to the others")
 

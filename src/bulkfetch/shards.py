@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from bulkfetch.errors import UsageError
 from bulkfetch.models import Job, Settings, Shard, ShardBy
-from bulkfetch.plan import Rejected
+from bulkfetch.plan import Rejected, Repeat
 
 # (index variable, count variable or None, first index variable or None), in this order.
 ENGINES: tuple[tuple[str, str | None, str | None], ...] = (
@@ -55,8 +55,8 @@ def divided(settings: Settings) -> Settings:
     return dataclasses.replace(settings, rate=rate, host_rate=host_rate, per_host=per_host)
 
 
-def keeps(shard: Shard, item: Job | Rejected) -> bool:
-    if isinstance(item, Rejected):
+def keeps(shard: Shard, item: Job | Rejected | Repeat) -> bool:
+    if isinstance(item, Rejected | Repeat):
         key = item.url
     else:
         key = item.host if shard.by is ShardBy.HOST else item.url
