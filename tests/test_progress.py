@@ -10,7 +10,7 @@ from rich.console import Console
 from bulkfetch.board import Board, Snapshot
 from bulkfetch.live import render_table, summary_table
 from bulkfetch.models import Job, Result, SafeRelPath, Status, Summary
-from bulkfetch.progress import human_bytes, human_duration, status_line, summary_lines
+from bulkfetch.progress import human_bytes, human_duration, status_line, summary_lines, total
 from bulkfetch.redact import redacted_result
 
 
@@ -53,7 +53,8 @@ def busy_board() -> tuple[Board, Clock]:
     clock.now += 2
     board.started(job(8), 2)
     board.responded(job(8), 5_000_000)
-    board.received(job(8), 2_000_000)
+    board.received(job(8), 1_000_000)
+    board.received(job(8), 1_000_000)
     board.started(job(9), 1)
     board.ended(job(9))
     board.retrying(job(9), 1, 1.0, "HTTP 503")
@@ -78,7 +79,8 @@ def test_counts_rates_and_eta() -> None:
     # The window holds the samples of the last 5 s: from t=105 (5 done) to t=110 (8 done).
     assert snap.files_per_s == 3 / 5
     assert snap.avg_files_per_s == 0.8
-    assert snap.eta_s == 2 / (3 / 5)
+    # Two files at 3 per 5 s would take 3.3 s; the big one's 3 MB still to come take longer.
+    assert 2 / (3 / 5) < snap.eta_s == 3_000_000 / snap.bytes_per_s
     assert [t.name for t in snap.transfers] == ["h/file-8.bin"]
     assert snap.transfers[0].bytes_per_s == 2_000_000 / 0.001  # started this very moment
     assert snap.failures == ("http://h/3: HTTP 404 Not Found",)
@@ -114,7 +116,7 @@ def test_status_line_is_plain() -> None:
     line = status_line(board.snapshot())
     assert line == (
         "8/10 done: 7 ok, 1 failed, 0 not modified, 0 skipped, 1 retrying; 2.0 MB; 1 files/s, "
-        "400.6 kB/s; in flight 1/4; elapsed 0:10, ETA 0:03"
+        "400.6 kB/s; in flight 1/4; elapsed 0:10, ETA 0:07"
     )
     assert "\x1b" not in line and "\r" not in line
 
@@ -129,7 +131,7 @@ done       8 / 10
 status     7 ok  1 failed  1 retrying  0 skipped  0 not modified
 received   2.0 MB
 rate       1 files/s  400.6 kB/s  (last 5 s)   1 files/s  200.8 kB/s  (average)
-time       0:10 elapsed   ETA 0:03
+time       0:10 elapsed   ETA 0:07
 in flight  1 / 4
  downloading             bytes     speed  try
  h/file-8.bin  2.0 MB / 5.0 MB  2.0 GB/s    2
@@ -175,3 +177,51 @@ def test_a_url_with_a_password_leaves_the_downloading_list_when_it_finishes() ->
     board.ended(secret)
     board.finished(redacted_result(secret.url, Status.OK, path="h/x", size=100))
     assert board.snapshot().transfers == ()
+
+
+def test_the_total_is_exact_once_the_lists_are_read() -> None:
+    board = Board(limit=4, clock=Clock())
+    for _ in range(3):
+        board.queued()
+    board.listing_read(300, 1000)
+    assert total(board.snapshot()) == "≥ 3 (≈ 10)"
+    board.listing_total(10)  # read to the end; 7 entries still on their way to the window
+    snap = board.snapshot()
+    assert total(snap) == "10" and snap.listing_done
+
+
+def test_the_eta_counts_the_bytes_of_big_transfers_in_flight() -> None:
+    clock = Clock()
+    board = Board(limit=4, clock=clock)
+    board.snapshot()
+    for _ in range(10):
+        board.queued()
+    board.listing_done()
+    big = job(0)
+    board.started(big, 1)
+    board.responded(big, 100_000_000)
+    for n in range(1, 10):  # nine small files done within a second
+        board.started(job(n), 1)
+        board.received(job(n), 1000)
+        board.finished(result(n))
+    clock.now += 1
+    board.received(big, 1_000_000)
+    board.received(big, 1_000_000)
+    snap = board.snapshot()
+    left = 98_000_000 / snap.bytes_per_s
+    assert snap.eta_s is not None and snap.eta_s >= left > 1  # not the one file's 0.1 s
+
+
+def test_a_body_that_came_in_one_read_shows_no_speed() -> None:
+    clock = Clock()
+    board = Board(limit=4, clock=clock)
+    one, two = job(1), job(2)
+    for j in (one, two):
+        board.started(j, 1)
+        board.responded(j, 2000)
+    board.received(one, 2000)
+    board.received(two, 1000)
+    clock.now += 0.5
+    board.received(two, 1000)
+    speeds = {t.name: t.bytes_per_s for t in board.snapshot().transfers}
+    assert speeds[one.path] is None and speeds[two.path] == 4000

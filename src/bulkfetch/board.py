@@ -24,7 +24,7 @@ class TransferView:
     name: str
     received: int
     total: int | None
-    bytes_per_s: float
+    bytes_per_s: float | None  # None: all of it came in one read, which tells no speed
     attempt: int
 
 
@@ -59,13 +59,14 @@ class Snapshot:
 
 
 class _Transfer:
-    __slots__ = ("attempt", "name", "received", "started", "total")
+    __slots__ = ("attempt", "name", "reads", "received", "started", "total")
 
     def __init__(self, name: str, attempt: int, started: float) -> None:
         self.name = name
         self.attempt = attempt
         self.started = started
         self.received = 0
+        self.reads = 0
         self.total: int | None = None
 
 
@@ -77,6 +78,7 @@ class Board:
         self._start = clock()
         self._limit = limit
         self._queued = 0
+        self._queued_total: int | None = None
         self._listing_done = False
         self._read_bytes = 0
         self._total_bytes = 0
@@ -97,6 +99,11 @@ class Board:
 
     def listing_done(self) -> None:
         self._listing_done = True
+
+    def listing_total(self, count: int) -> None:
+        """The lists have been read to their end: `count` entries in all, though not all of
+        them have reached the window yet. The total is exact from now on."""
+        self._queued_total = count
 
     def started(self, job: Job, attempt: int) -> None:
         self._in_flight += 1
@@ -120,6 +127,7 @@ class Board:
         self._bytes += nbytes
         if (transfer := self._active.get(_key(job))) is not None:
             transfer.received += nbytes
+            transfer.reads += 1
 
     def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None:
         self._active.pop(_key(job), None)
@@ -143,14 +151,18 @@ class Board:
         span = now - then
         files_rate = (done - done_then) / span if span > 0 else done / elapsed
         bytes_rate = (self._bytes - bytes_then) / span if span > 0 else self._bytes / elapsed
-        estimated = None if self._listing_done else self._estimated_total()
-        expected = self._queued if self._listing_done else estimated
+        listed = self._listing_done or self._queued_total is not None
+        queued = max(self._queued, self._queued_total or 0)
+        estimated = None if listed else self._estimated_total()
+        expected = queued if listed else estimated
         remaining = expected - done if expected is not None else 0
         eta = remaining / files_rate if expected is not None and files_rate > 0 else None
+        if eta is not None and bytes_rate > 0:  # big bodies in flight: their bytes, too
+            eta = max(eta, self._bytes_in_flight() / bytes_rate)
         return Snapshot(
             elapsed_s=elapsed,
-            queued=self._queued,
-            listing_done=self._listing_done,
+            queued=queued,
+            listing_done=listed,
             estimated_total=estimated,
             ok=self._counts[Status.OK],
             failed=self._counts[Status.FAILED],
@@ -164,11 +176,16 @@ class Board:
             bytes_per_s=bytes_rate,
             avg_files_per_s=done / elapsed,
             avg_bytes_per_s=self._bytes / elapsed,
-            eta_s=0.0 if self._listing_done and remaining == 0 else eta,
+            eta_s=0.0 if listed and remaining == 0 else eta,
             transfers=self._top_transfers(now),
             failures=tuple(self._failures),
             waiting_on=self._waiting_on,
         )
+
+    def _bytes_in_flight(self) -> int:
+        """What the transfers under way have still to receive, by their Content-Length."""
+        return sum(t.total - t.received for t in self._active.values()
+                   if t.total is not None and t.total > t.received)
 
     def _estimated_total(self) -> int | None:
         """While the lists are read: URLs so far, scaled by the share of their bytes read."""
@@ -185,7 +202,7 @@ class Board:
                 name=t.name,
                 received=t.received,
                 total=t.total,
-                bytes_per_s=t.received / max(now - t.started, 1e-3),
+                bytes_per_s=t.received / max(now - t.started, 1e-3) if t.reads > 1 else None,
                 attempt=t.attempt,
             )
             for t in biggest

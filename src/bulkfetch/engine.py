@@ -75,6 +75,8 @@ class Engine:
         self._window_room = asyncio.Event()
         self._failing: dict[str, int] = {}  # consecutive connection failures by host
         self._started: dict[int, Ticket] = {}  # begun and not settled: cut off by a signal
+        self._intake: Intake | None = None
+        self._told_total = False
 
     async def run(self, intake: Intake, executor: Executor) -> SourceError | None:
         """Until every entry of the lists has its Result. A list that breaks off ends the
@@ -143,9 +145,12 @@ class Engine:
         broken = None
         try:
             async for batch, read_bytes in intake.batches():
-                for _ in batch:  # counted as listed before the window takes them
-                    self._observer.queued()
+                for item in batch:  # counted as listed before the window takes them
+                    if not isinstance(item, Repeat):
+                        self._observer.queued()
                 self._observer.listing_read(read_bytes, intake.total_bytes)
+                self._intake = intake
+                self._tell_total()
                 for item in batch:
                     if isinstance(item, Result):
                         self._record(item, None, None)
@@ -202,6 +207,7 @@ class Engine:
         """Hold the intake while the window is full; say which hosts the run is waiting on."""
         reported = False
         while self._open >= self._window:
+            self._tell_total()
             waiting = sorted(self._frontier.waiting(self._clock()), key=lambda w: -w.tickets)
             self._observer.window_full(tuple(
                 f"{w.host} ({w.tickets:,} waiting, {w.reason})" for w in waiting[:3]
@@ -213,6 +219,14 @@ class Engine:
                     await self._window_room.wait()
         if reported:
             self._observer.window_full(())
+
+    def _tell_total(self) -> None:
+        """Once the reader has seen the lists' end, the total is known before the window has
+        taken every entry in."""
+        intake = self._intake
+        if intake is not None and intake.read_all and not self._told_total:
+            self._told_total = True
+            self._observer.listing_total(intake.listed)
 
     def _count_host(self, host: str, attempt: Attempt, now: float) -> None:
         """--host-errors: connection failures in a row end the host's remaining URLs."""

@@ -19,7 +19,10 @@ class Observer(Protocol):
         """How far through the lists' bytes the intake is (for an estimate of the total)."""
 
     def listing_done(self) -> None:
-        """Every list has been read: the total is known."""
+        """Every entry of the lists has been taken in."""
+
+    def listing_total(self, count: int) -> None:
+        """The lists have been read to their end: `count` entries, some not yet taken in."""
 
     def started(self, job: Job, attempt: int) -> None:
         """An attempt holds a slot and is about to send its request."""

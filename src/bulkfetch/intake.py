@@ -90,6 +90,8 @@ class Intake:
         self._refetch = refetch
         self._find_resume = find_resume
         self.read_bytes = 0  # the reader thread's position in the lists, all together
+        self.listed = 0  # entries planned so far (the reader thread's count)
+        self.read_all = False  # set by the reader thread once every list is read to its end
         self.total_bytes = _total_bytes(sources)  # 0 when a source is a pipe or a terminal
         self._room = threading.Semaphore(BATCHES_AHEAD)
         self._stopped = False
@@ -123,6 +125,7 @@ class Intake:
             self._room.release()
 
     def _decide(self, items: list[Job | Rejected | Repeat]) -> list[Planned]:
+        self.listed += sum(1 for item in items if not isinstance(item, Repeat))
         """Attach what earlier runs left (a whole file, a cut-off body); with --skip-existing,
         settle a whole file right here."""
         jobs = [(item.url, item.path) for item in items if isinstance(item, Job)]
@@ -151,6 +154,7 @@ class Intake:
                     self._read_items(source, post)
                 else:
                     self._read_one(source, post)
+            self.read_all = True
             post(None)
         except _Stopped:
             pass

@@ -83,7 +83,7 @@ def render_table(snap: Snapshot) -> RenderableType:
             if t.total is not None:
                 size = f"{size} / {human_bytes(t.total)}"
             # Text, not str: a URL holding "[red]" is not markup.
-            speed = f"{human_bytes(t.bytes_per_s)}/s"
+            speed = f"{human_bytes(t.bytes_per_s)}/s" if t.bytes_per_s is not None else "—"
             transfers.add_row(Text(printable(t.name)), size, speed, str(t.attempt))
         parts.append(transfers)
     if snap.failures:

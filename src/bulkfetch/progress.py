@@ -144,6 +144,9 @@ class Display:
     def listing_done(self) -> None:
         self.board.listing_done()
 
+    def listing_total(self, count: int) -> None:
+        self.board.listing_total(count)
+
     def started(self, job: Job, attempt: int) -> None:
         self.board.started(job, attempt)
 
