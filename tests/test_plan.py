@@ -93,8 +93,9 @@ def test_planner_dedupes_and_keeps_the_first_line() -> None:
     planner = Planner()
     first = planner.plan(UrlLine("u:1", "http://h/x", None))
     assert isinstance(first, Job)
-    assert planner.plan(UrlLine("u:2", "http://h/x", "other")) is None
-    assert isinstance(planner.plan(UrlLine("u:3", "http://h/x?", None)), Job)
+    assert planner.plan(UrlLine("u:2", "http://h/x", None)) is None
+    assert isinstance(planner.plan(UrlLine("u:3", "http://h/x", "other")), Repeat)  # said once
+    assert isinstance(planner.plan(UrlLine("u:4", "http://h/x?", None)), Job)
 
 
 def test_planner_refuses_clashing_names() -> None:
