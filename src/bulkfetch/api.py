@@ -20,7 +20,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import orjson
 
@@ -29,9 +29,44 @@ from bulkfetch.errors import LockedOut, UsageError
 from bulkfetch.events import Observer
 from bulkfetch.intake import Listed, Source
 from bulkfetch.layout import Layout
-from bulkfetch.models import Job, Result, Settings, Shard, ShardBy, Summary
+from bulkfetch.models import (
+    Job,
+    Refetch,
+    Result,
+    Settings,
+    Shard,
+    ShardBy,
+    Summary,
+    Timeouts,
+    Tls,
+)
 
 SourceSpec = str | os.PathLike[str] | Iterable[str | tuple[str, str]]
+
+
+class Options(TypedDict, total=False):
+    """The CLI's options, by their Settings names, for `fetch` and `fetch_async`."""
+
+    manifest: str | os.PathLike[str]
+    concurrency: int
+    retries: int
+    backoff_s: float
+    timeouts: Timeouts
+    per_host: int
+    rate: float | None
+    host_rate: float | None
+    max_redirects: int
+    max_bytes: int | None
+    user_agent: str | None
+    tls: Tls
+    user: tuple[str, str] | None
+    netrc: bool
+    proxy: str | None
+    cookies: Path | None
+    headers: tuple[tuple[str, str], ...]
+    refetch: Refetch
+    host_errors: int
+    window: int
 
 
 def fetch(
@@ -42,7 +77,7 @@ def fetch(
     shard_by: ShardBy = ShardBy.HOST,
     workers: int = 1,
     on_result: Callable[[Result], None] | None = None,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Summary:
     """Fetch every URL of `sources` into `out`; returns the run's Summary.
 
@@ -74,7 +109,7 @@ async def fetch_async(
     shard: tuple[int, int] | Shard | None = None,
     shard_by: ShardBy = ShardBy.HOST,
     on_result: Callable[[Result], None] | None = None,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Summary:
     """`fetch` on the running event loop (one session on it, in this process): for code that
     already runs asyncio. Cancelling it stops the run cleanly."""
@@ -90,7 +125,7 @@ async def fetch_async(
 
 def settings_for(
     sources: Sequence[SourceSpec], out: str | os.PathLike[str], *,
-    shard: tuple[int, int] | Shard | None, shard_by: ShardBy, options: dict[str, Any],
+    shard: tuple[int, int] | Shard | None, shard_by: ShardBy, options: Options,
 ) -> Settings:
     """Settings from the library's keyword arguments; a wrong one is a UsageError."""
     if isinstance(shard, tuple):
@@ -100,9 +135,10 @@ def settings_for(
     root = Path(out)
     names = tuple(str(s) if isinstance(s, str | os.PathLike) else f"<list {n}>"
                   for n, s in enumerate(sources))
-    manifest = Path(options.pop("manifest", Layout.of(root, shard).manifest))
+    given: dict[str, Any] = dict(options)
+    manifest = Path(given.pop("manifest", Layout.of(root, shard).manifest))
     try:
-        settings = Settings(sources=names, out=root, manifest=manifest, shard=shard, **options)
+        settings = Settings(sources=names, out=root, manifest=manifest, shard=shard, **given)
     except TypeError as exc:
         raise UsageError(f"bulkfetch.fetch: {exc}") from exc
     return shards.divided(settings)
