@@ -8,6 +8,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import (
     MANIFEST,
@@ -41,19 +42,29 @@ def stop_midway(src: Path, out: Path, signum: signal.Signals) -> int:
     return proc.wait(timeout=10)
 
 
-def test_a_cut_connection_is_continued_in_the_same_run(server: Server, tmp_path: Path) -> None:
+def fetch_ranged(
+    server: Server, tmp_path: Path, query: str, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], str]:
+    """One run over one /ranged/NAME URL (a fresh NAME); its process, manifest line, NAME."""
     name = uuid.uuid4().hex[:8]
-    url = server.url(f"/ranged/{name}?size={SIZE}&cut={2 * 1024 * 1024}")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    url = server.url(f"/ranged/{name}?size={SIZE}&{query}")
+    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"), *args)
+    return proc, read_manifest(tmp_path / "out" / MANIFEST)[url], name
+
+
+def whole(server: Server, name: str) -> str:
+    return hashlib.sha256(server.ranged_body(name, SIZE)).hexdigest()
+
+
+def test_a_cut_connection_is_continued_in_the_same_run(server: Server, tmp_path: Path) -> None:
+    proc, row, name = fetch_ranged(server, tmp_path, f"cut={2 * 1024 * 1024}")
     assert proc.returncode == 0, proc.stderr
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
-    assert row["attempts"] == 2 and row["bytes"] == SIZE
-    assert row["sha256"] == hashlib.sha256(server.ranged_body(name, SIZE)).hexdigest()
+    assert row["attempts"] == 2 and row["bytes"] == SIZE and row["sha256"] == whole(server, name)
     (asked,) = ranges_asked(server)
     assert asked.startswith("bytes=") and int(asked[6:-1]) >= 1024 * 1024
     assert server.stats.statuses[-1] == 206
     assert not partials(tmp_path / "out")
-    assert_tidy(tmp_path / "out", {url: row})
+    assert_tidy(tmp_path / "out", {row["url"]: row})
 
 
 def test_sigkill_then_rerun_continues_with_range(server: Server, tmp_path: Path) -> None:
@@ -71,7 +82,7 @@ def test_sigkill_then_rerun_continues_with_range(server: Server, tmp_path: Path)
     assert proc2.returncode == 0, proc2.stderr
     row = read_manifest(out / MANIFEST)[slow]
     assert row["status"] == "ok" and row["bytes"] == SIZE
-    assert row["sha256"] == hashlib.sha256(server.ranged_body(name, SIZE)).hexdigest()
+    assert row["sha256"] == whole(server, name)
     assert ranges_asked(server) == [f"bytes={kept}-"]
     assert server.stats.statuses == [206]
     assert not partials(out)
@@ -91,7 +102,7 @@ def test_a_changed_resource_starts_over(server: Server, tmp_path: Path) -> None:
     server.reset()
     assert run_cli(str(src), "-o", str(out)).returncode == 0
     row = read_manifest(out / MANIFEST)[url]
-    assert row["sha256"] == hashlib.sha256(server.ranged_body(name, SIZE)).hexdigest()
+    assert row["sha256"] == whole(server, name)
     assert len(ranges_asked(server)) == 1 and server.stats.statuses == [200]
     assert not partials(out)
 
@@ -100,27 +111,22 @@ def test_a_capped_range_is_continued_and_never_published_short(
     server: Server, tmp_path: Path
 ) -> None:
     """A 206 that ends before the body does (a CDN capping ranges) is kept and continued."""
-    name = uuid.uuid4().hex[:8]
-    url = server.url(f"/ranged/{name}?size={SIZE}&cut={2 * 1024 * 1024}&cap={3 * 1024 * 1024}")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, row, name = fetch_ranged(server, tmp_path,
+                                   f"cut={2 * 1024 * 1024}&cap={3 * 1024 * 1024}")
     assert proc.returncode == 0, proc.stderr
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
-    assert row["attempts"] == 3 and row["bytes"] == SIZE
-    assert row["sha256"] == hashlib.sha256(server.ranged_body(name, SIZE)).hexdigest()
+    assert row["attempts"] == 3 and row["bytes"] == SIZE and row["sha256"] == whole(server, name)
     assert server.stats.statuses == [200, 206, 206] and len(ranges_asked(server)) == 2
 
 
 def test_a_capped_range_without_retries_left_fails_and_keeps_its_bytes(
     server: Server, tmp_path: Path
 ) -> None:
-    name = uuid.uuid4().hex[:8]
-    url = server.url(f"/ranged/{name}?size={SIZE}&cut={2 * 1024 * 1024}&cap={1024 * 1024}")
+    proc, row, _ = fetch_ranged(server, tmp_path, f"cut={2 * 1024 * 1024}&cap={1024 * 1024}",
+                                "--retries", "1")
     out = tmp_path / "out"
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(out), "--retries", "1")
     assert proc.returncode == 1
-    row = read_manifest(out / MANIFEST)[url]
     assert row["status"] == "failed" and "the rest is asked for next" in row["error"]
-    assert_tidy(out, {url: row})  # nothing at the final path
+    assert_tidy(out, {row["url"]: row})  # nothing at the final path
     (kept,) = partials(out)
     assert kept.stat().st_size == int(ranges_asked(server)[0][6:-1]) + 1024 * 1024
 
@@ -145,22 +151,16 @@ def test_a_206_of_another_version_is_never_joined(server: Server, tmp_path: Path
 
 def test_a_weak_etag_is_never_resumed_with_a_date(server: Server, tmp_path: Path) -> None:
     """With a weak ETag, If-Range may carry neither it nor the date: the body starts over."""
-    name = uuid.uuid4().hex[:8]
-    url = server.url(f"/ranged/{name}?size={SIZE}&cut={2 * 1024 * 1024}&weak")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, row, _ = fetch_ranged(server, tmp_path, f"cut={2 * 1024 * 1024}&weak")
     assert proc.returncode == 0, proc.stderr
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
     assert row["attempts"] == 2 and row["bytes"] == SIZE
     assert ranges_asked(server) == [] and server.stats.statuses == [200, 200]
     assert not any("If-Range" in h for h in server.stats.headers)
 
 
 def test_a_strong_last_modified_alone_resumes(server: Server, tmp_path: Path) -> None:
-    name = uuid.uuid4().hex[:8]
-    url = server.url(f"/ranged/{name}?size={SIZE}&cut={2 * 1024 * 1024}&no_etag")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, row, name = fetch_ranged(server, tmp_path, f"cut={2 * 1024 * 1024}&no_etag")
     assert proc.returncode == 0, proc.stderr
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
-    assert row["sha256"] == hashlib.sha256(server.ranged_body(name, SIZE)).hexdigest()
+    assert row["sha256"] == whole(server, name)
     (asked,) = [h for h in server.stats.headers if "Range" in h]
     assert asked["If-Range"] == "Sun, 01 Nov 2026 00:00:00 GMT"
