@@ -1,7 +1,8 @@
 """bulkfetch against curl, wget2 and aria2c on one local nginx, in one run, as ratios.
 
     ./bench/run [--rounds 3] [--scenarios small,medium,large,latency20,latency100,hosts20]
-                [--targets tmpfs,disk] [--tools bulkfetch,curl,wget2,aria2c,aiohttp-floor]
+                [--targets tmpfs,disk]
+                [--tools bulkfetch,curl,wget2,aria2c,aiohttp-floor,contract-floor]
 
 Fixtures (random bytes, generated once under /dev/shm and served by nginx from there):
 small 20,000 x 4 KiB, medium 2,000 x 256 KiB, large 4 x 256 MiB. Every tool runs at
@@ -9,7 +10,10 @@ concurrency 50 and writes every file; rounds rotate the order of the tools so dr
 alike; after each run the files are counted and sized. Beside them runs the floor of any
 aiohttp-based fetcher (bench/aiohttp_floor.py: one session per core, every body streamed and
 dropped, nothing written), which is not a peer: it shows how far Python and aiohttp alone can
-go on this machine. Figures: median wall time, files/s, MB/s,
+go on this machine. Beside it, the contract floor (bench/contract_floor.py: the same, but each
+body hashed, written by a writer thread to a temp file beside its path, renamed, and a manifest
+line): the least a fetcher can do that keeps bulkfetch's promises. Figures: median wall time,
+files/s, MB/s, CPU seconds per 1,000 files and per GiB,
 client CPU seconds (user + sys, the tool's processes together), peak memory (the largest single
 process's RSS, and the peak sum of PSS over all the tool's processes, sampled every 50 ms), and
 speed relative to the best peer (> 1: faster).
@@ -46,8 +50,10 @@ PORT = 18080
 CONCURRENCY = 50
 
 SCENARIOS = {"small": (20_000, 4 * 1024), "medium": (2_000, 256 * 1024), "large": (4, 256 << 20)}
-TOOLS = ("bulkfetch", "curl", "wget2", "aria2c", "aiohttp-floor")
+TOOLS = ("bulkfetch", "curl", "wget2", "aria2c", "aiohttp-floor", "contract-floor")
 FLOOR = "aiohttp-floor"  # bench/aiohttp_floor.py: reads every body, writes nothing; not a peer
+CONTRACT = "contract-floor"  # bench/contract_floor.py: temp file, sha256, rename, a manifest line
+FLOORS = (FLOOR, CONTRACT)
 LATENCY_FILES = 10_000
 LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
 
@@ -195,6 +201,9 @@ def command(tool: str, urls: Path, out: Path, concurrency: int = CONCURRENCY,
                 "--no-host-directories", "-P", str(out), "-i", str(urls)]
     if tool == FLOOR:
         return [sys.executable, str(HERE / "aiohttp_floor.py"), str(urls), str(concurrency)]
+    if tool == CONTRACT:
+        return [sys.executable, str(HERE / "contract_floor.py"), str(urls), str(out),
+                str(concurrency)]
     if tool == "aria2c":
         return ["aria2c", "-j", str(concurrency), "-x1", "-s1", "-q", "--file-allocation=none",
                 "--allow-overwrite=true", "--auto-file-renaming=false", "-d", str(out),
@@ -235,15 +244,16 @@ def table(title: str, count: int, size: int, runs: list[Run],
     for run in runs:
         by_tool.setdefault(run.tool, []).append(run)
     med = {t: statistics.median(r.wall_s for r in rs) for t, rs in by_tool.items()}
-    peers = [v for t, v in med.items() if t not in ("bulkfetch", FLOOR)]
+    peers = [v for t, v in med.items() if t not in ("bulkfetch", *FLOORS)]
     best_peer = min(peers) if peers else None
     extra = " | share of the ceiling" if ceiling_s else ""
     lines = [
         f"### {title}",
         "",
-        "| tool | median wall s | files/s | MB/s | CPU s | peak RSS MB (largest process) "
-        f"| peak PSS MB (all processes) | speed vs best peer{extra} |",
-        "|---|---|---|---|---|---|---|---|" + ("---|" if ceiling_s else ""),
+        "| tool | median wall s | files/s | MB/s | CPU s | CPU s / 1k files | CPU s / GiB "
+        "| peak RSS MB (largest process) | peak PSS MB (all processes) | speed vs best peer "
+        f"| vs no-write floor | vs contract floor{extra} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if ceiling_s else ""),
     ]
     for tool in TOOLS:
         if tool not in by_tool:
@@ -251,13 +261,15 @@ def table(title: str, count: int, size: int, runs: list[Run],
         rs = by_tool[tool]
         wall = med[tool]
         ratio = f"{best_peer / wall:.2f}x" if best_peer else "-"
+        floors = " | ".join(f"{med[f] / wall:.2f}x" if f in med else "-" for f in FLOORS)
         share = f" | {ceiling_s / wall:.0%}" if ceiling_s else ""
         name = f"{tool} (reads only, writes nothing)" if tool == FLOOR else tool
+        cpu = statistics.median(r.cpu_s for r in rs)
         lines.append(
             f"| {name} | {wall:.2f} | {count / wall:,.0f} | {count * size / 1e6 / wall:,.0f} | "
-            f"{statistics.median(r.cpu_s for r in rs):.2f} | "
+            f"{cpu:.2f} | {cpu / count * 1000:.3f} | {cpu / (count * size / 2**30):.2f} | "
             f"{max(r.rss_mb for r in rs):.0f} | {max(r.pss_mb for r in rs):.0f} | "
-            f"{ratio}{share} |"
+            f"{ratio} | {floors}{share} |"
         )
     return [*lines, ""]
 

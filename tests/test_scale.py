@@ -66,7 +66,9 @@ def test_a_million_lines_start_at_once_in_bounded_memory(
     assert code == 143, stderr
     assert peak < RSS_LIMIT_MB
     rows = read_manifest(tmp_path / "out" / MANIFEST)
-    assert len(rows) > 100 and all(row["status"] == "ok" for row in rows.values())
+    statuses = [row["status"] for row in rows.values()]
+    assert len(rows) > 100 and set(statuses) <= {"ok", "interrupted"}
+    assert statuses.count("interrupted") <= 20  # at most what was in flight at -c 20
     assert time.monotonic() - began < 15
 
 

@@ -81,18 +81,15 @@ class Engine:
     async def run(self, intake: Intake, executor: Executor) -> SourceError | None:
         """Until every entry of the lists has its Result. A list that breaks off ends the
         intake, not the run: what is already open still finishes, and the error is returned."""
-        try:
-            async with asyncio.TaskGroup() as group:
-                feed = group.create_task(self._feed(intake))
-                group.create_task(self._dispatch(executor))
-        except asyncio.CancelledError:
-            self._cut_off()
-            raise
+        async with asyncio.TaskGroup() as group:
+            feed = group.create_task(self._feed(intake))
+            group.create_task(self._dispatch(executor))
         return feed.result()
 
-    def _cut_off(self) -> None:
+    def cut_off(self) -> None:
         """A signal stopped the run: every URL begun and not finished gets its line, so the
-        manifest says what became of it. Entries never started are simply not reached."""
+        manifest says what became of it. Entries never started are simply not reached. Called
+        once the executor has closed, so that no attempt settles after this."""
         now = self._clock()
         for ticket in list(self._started.values()):
             job = ticket.job

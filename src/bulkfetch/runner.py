@@ -223,8 +223,13 @@ async def _fetch_all(
                 refetch=settings.refetch,
                 find_resume=sink.find_resume,
             )
-            async with _executor(settings, extras, sink, engine, observer, pool) as executor:
-                broken = await engine.run(intake, executor)
+            try:
+                async with _executor(settings, extras, sink, engine, observer,
+                                     pool) as executor:
+                    broken = await engine.run(intake, executor)
+            except asyncio.CancelledError:
+                engine.cut_off()  # after the executor: what settled on its way out is recorded
+                raise
             if broken is not None:
                 raise broken
     finally:
