@@ -89,7 +89,8 @@ async def fetch_all(urls: list[str], out: Path, limit: int, manifest: Path) -> N
         async def work() -> None:
             nonlocal lines
             for url in pending:
-                lines += await fetch_one(url)
+                line = await fetch_one(url)  # then append: `lines` may be swapped meanwhile
+                lines += line
                 if len(lines) > 256 * 1024:
                     data, lines = lines, bytearray()
                     await loop.run_in_executor(threads, _append, manifest, data)

@@ -242,3 +242,11 @@ def test_list_mistakes_are_said(server: Server, tmp_path: Path) -> None:
     code, out = run_in_pty(["-", "-o", str(tmp_path / "out3")], env, eof_after_s=1.0)
     assert code == 0
     assert "reading URLs from standard input" in out and "no URLs" in out
+
+
+def test_not_modified_has_one_name_on_screen(server: Server, tmp_path: Path) -> None:
+    (server.root / "same.txt").write_bytes(b"x" * 50)
+    src = write_list(tmp_path / "u", [server.url("/static/same.txt")])
+    run_cli(str(src), "-o", str(tmp_path / "out"))
+    proc = run_cli(str(src), "-o", str(tmp_path / "out"), "-v", "--status-interval", "0")
+    assert "bulkfetch: not modified: " in proc.stderr and "not_modified" not in proc.stderr
