@@ -249,4 +249,4 @@ def test_not_modified_has_one_name_on_screen(server: Server, tmp_path: Path) -> 
     src = write_list(tmp_path / "u", [server.url("/static/same.txt")])
     run_cli(str(src), "-o", str(tmp_path / "out"))
     proc = run_cli(str(src), "-o", str(tmp_path / "out"), "-v", "--status-interval", "0")
-    assert "bulkfetch: not modified: " in proc.stderr and "not_modified" not in proc.stderr
+    assert "bulkfetch: not modified: " in proc.stderr and "not_modified:" not in proc.stderr
