@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import aiohttp
@@ -37,20 +38,28 @@ async def fetch_all(urls: list[str], limit: int) -> None:
         await asyncio.gather(*(work() for _ in range(limit)))
 
 
-def main() -> None:
-    urls = Path(sys.argv[1]).read_text(encoding="utf-8").split()
-    concurrency = int(sys.argv[2])
-    procs = min(cores(), MAX_WORKERS, concurrency)  # as many processes as bulkfetch forks
+def in_processes(
+    urls: list[str], concurrency: int,
+    run: Callable[[list[str], int, int], Coroutine[object, object, None]],
+) -> int:
+    """`run(share_of_urls, limit, index)` in as many forked processes as bulkfetch would fork,
+    the concurrency shared among them; 1 if any of them failed."""
+    procs = min(cores(), MAX_WORKERS, concurrency)
     children = []
     for i in range(procs):
         pid = os.fork()
         if pid == 0:
             limit = concurrency // procs + (i < concurrency % procs)
-            asyncio.run(fetch_all(urls[i::procs], limit))
+            asyncio.run(run(urls[i::procs], limit, i))
             os._exit(0)
         children.append(pid)
     failed = [pid for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])]
-    sys.exit(1 if failed else 0)
+    return 1 if failed else 0
+
+
+def main() -> None:
+    urls = Path(sys.argv[1]).read_text(encoding="utf-8").split()
+    sys.exit(in_processes(urls, int(sys.argv[2]), lambda share, limit, _: fetch_all(share, limit)))
 
 
 if __name__ == "__main__":

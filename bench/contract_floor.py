@@ -22,7 +22,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from bulkfetch.workers import MAX_WORKERS, cores
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aiohttp_floor import in_processes
 
 CHUNK_BYTES = 256 * 1024
 FLUSH_BYTES = 1024 * 1024
@@ -108,20 +109,9 @@ def _append(path: Path, data: bytes | bytearray) -> None:
 def main() -> None:
     urls = Path(sys.argv[1]).read_text(encoding="utf-8").split()
     out = Path(sys.argv[2])
-    concurrency = int(sys.argv[3])
-    procs = min(cores(), MAX_WORKERS, concurrency)  # as many processes as bulkfetch forks
     (out / ".bulkfetch").mkdir(parents=True, exist_ok=True)
-    children = []
-    for i in range(procs):
-        pid = os.fork()
-        if pid == 0:
-            limit = concurrency // procs + (i < concurrency % procs)
-            asyncio.run(fetch_all(urls[i::procs], out, limit,
-                                  out / ".bulkfetch" / f"manifest-{i}.jsonl"))
-            os._exit(0)
-        children.append(pid)
-    failed = [pid for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])]
-    sys.exit(1 if failed else 0)
+    sys.exit(in_processes(urls, int(sys.argv[3]), lambda share, limit, i: fetch_all(
+        share, out, limit, out / ".bulkfetch" / f"manifest-{i}.jsonl")))
 
 
 if __name__ == "__main__":
