@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import importlib.util
 import os
 import stat
 import sys
@@ -30,6 +31,7 @@ from bulkfetch.events import Observer
 from bulkfetch.intake import Listed, Source
 from bulkfetch.layout import Layout
 from bulkfetch.models import (
+    Bucket,
     Job,
     Refetch,
     Result,
@@ -48,6 +50,7 @@ class Options(TypedDict, total=False):
     """The CLI's options, by their Settings names, for `fetch` and `fetch_async`."""
 
     manifest: str | os.PathLike[str]
+    state: str | os.PathLike[str]  # with a bucket `out`: the run's own files stay here
     concurrency: int
     retries: int
     backoff_s: float
@@ -117,9 +120,10 @@ async def fetch_async(
     extras = await asyncio.to_thread(prepare, settings)  # reads certificate files, makes folders
     layout = Layout.of(settings.out, settings.shard)
     with contextlib.ExitStack() as stack:
-        opened = _open_all(sources, settings, stack, layout)
+        # On a thread: with a bucket, these fetch and put the state over a loop of their own.
+        opened = await asyncio.to_thread(_open_all, sources, settings, stack, layout)
         summary = await runner.run_async(settings, opened, Quiet(on_result), extras=extras)
-        _finish(settings, layout, summary)
+        await asyncio.to_thread(_finish, settings, layout, summary)
     return summary
 
 
@@ -132,16 +136,34 @@ def settings_for(
         shard = Shard(shard[0], shard[1], shard_by)
     if shard is not None and not 0 <= shard.index < shard.count:
         raise UsageError(f"shard {shard.index} is not in 0..{shard.count - 1}")
-    root = Path(out)
+    given: dict[str, Any] = dict(options)
+    state = given.pop("state", None)
+    root, bucket, in_bucket = resolve_out(os.fspath(out), Path(state) if state else None)
     names = tuple(str(s) if isinstance(s, str | os.PathLike) else f"<list {n}>"
                   for n, s in enumerate(sources))
-    given: dict[str, Any] = dict(options)
     manifest = Path(given.pop("manifest", Layout.of(root, shard).manifest))
     try:
-        settings = Settings(sources=names, out=root, manifest=manifest, shard=shard, **given)
+        settings = Settings(sources=names, out=root, manifest=manifest, shard=shard,
+                            bucket=bucket, state_in_bucket=in_bucket, **given)
     except TypeError as exc:
         raise UsageError(f"bulkfetch.fetch: {exc}") from exc
     return shards.divided(settings)
+
+
+def resolve_out(out: str, state: Path | None) -> tuple[Path, Bucket | None, bool]:
+    """--out and --state -> the local folder of the run, the bucket if any, and whether the
+    run's state lives in the bucket (a bucket without --state)."""
+    if not out.startswith("s3://"):
+        if state is not None:
+            raise UsageError("--state goes with --out s3://BUCKET/PREFIX (a folder keeps its "
+                             "state in OUT/.bulkfetch/)")
+        return Path(out), None, False
+    if importlib.util.find_spec("aiobotocore") is None:
+        raise UsageError(f"--out {out!r} needs the s3 extra: pip install 'bulkfetch[s3]'")
+    from bulkfetch import s3
+
+    bucket = s3.parse(out)
+    return (state, bucket, False) if state is not None else (s3.workdir(bucket), bucket, True)
 
 
 def prepare(settings: Settings) -> client.Extras:
@@ -154,6 +176,10 @@ def prepare(settings: Settings) -> client.Extras:
         logins=creds.netrc_logins() if settings.netrc else {},
     )
     jar = creds.load_cookies(settings.cookies) if settings.cookies else []
+    if settings.bucket is not None:
+        from bulkfetch import s3
+
+        s3.check(settings.bucket)
     try:
         settings.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -201,12 +227,22 @@ def _open_all(
     except lock.Locked as exc:
         raise LockedOut(str(exc)) from exc
     layout.done.unlink(missing_ok=True)
+    if settings.bucket is not None and settings.state_in_bucket:
+        from bulkfetch import s3
+
+        s3.pull_state(settings.bucket, settings.out, layout)
     return opened
 
 
 def _finish(settings: Settings, layout: Layout, summary: Summary) -> None:
+    """A shard's done marker; with the state in the bucket, the state, the manifest and the
+    marker put there, even after a signal."""
     if settings.shard is not None and summary.interrupted_by is None:
         mark_done(layout.done, settings.shard, summary)
+    if settings.bucket is not None and settings.state_in_bucket:
+        from bulkfetch import s3
+
+        s3.push_state(settings.bucket, settings.out, layout, settings.manifest)
 
 
 def mark_done(path: Path, shard: Shard, summary: Summary) -> None:

@@ -86,10 +86,16 @@ def fetch(
     version: Annotated[bool, typer.Option(
         "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.",
     )] = False,
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", metavar="DIR", envvar="BULKFETCH_OUT",
-        help="Output folder, created if missing.",
-    )] = Path("downloads"),
+    out: Annotated[str, typer.Option(
+        "--out", "-o", metavar="DIR|s3://BUCKET/PREFIX", envvar="BULKFETCH_OUT",
+        help="Output folder, created if missing; or a bucket (pip install 'bulkfetch[s3]'; "
+        "credentials and endpoint from the AWS_* environment or AWS_PROFILE).",
+    )] = "downloads",
+    state: Annotated[Path | None, typer.Option(
+        "--state", metavar="DIR", envvar="BULKFETCH_STATE", show_default=False,
+        help="With a bucket --out: keep the run's state, lock and manifest in this folder "
+        "[default: in the bucket, under PREFIX/.bulkfetch/]",
+    )] = None,
     concurrency: Annotated[int, typer.Option(
         "--concurrency", "-c", metavar="N", envvar="BULKFETCH_CONCURRENCY", min=1, max=10_000,
         help="Most requests in flight.",
@@ -240,10 +246,13 @@ def fetch(
     shard_ = None
     if shard is not None:
         shard_ = shards.parse(shard, by=shard_by, count=shard_count, env=os.environ)
+    root, bucket, state_in_bucket = api.resolve_out(out, state)
     settings = Settings(
         sources=tuple(sources),
-        out=out,
-        manifest=manifest or Layout.of(out, shard_).manifest,
+        out=root,
+        bucket=bucket,
+        state_in_bucket=state_in_bucket,
+        manifest=manifest or Layout.of(root, shard_).manifest,
         concurrency=concurrency,
         retries=retries,
         timeouts=Timeouts(total_s=timeout, connect_s=connect_timeout, read_s=read_timeout),

@@ -17,13 +17,14 @@ import aiohttp
 import aiohttp.abc
 from yarl import URL
 
-from bulkfetch import __version__
+from bulkfetch import __version__, shards
 from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
 from bulkfetch.fetcher import CHUNK_BYTES, MAX_HEADER_BYTES, Fetcher
 from bulkfetch.hops import Hops
 from bulkfetch.models import Refetch, Settings
-from bulkfetch.sink import Sink
+from bulkfetch.sink import Sink, Target
+from bulkfetch.writers import Writers
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class Extras:
 
 @contextlib.asynccontextmanager
 async def fetcher(
-    settings: Settings, extras: Extras, sink: Sink, observer: Observer, *, limit: int
+    settings: Settings, extras: Extras, sink: Target, observer: Observer, *, limit: int
 ) -> AsyncIterator[Fetcher]:
     """A Fetcher with `limit` slots over a new session, closed on the way out."""
     async with _session(settings, extras, limit) as session:
@@ -52,6 +53,20 @@ async def fetcher(
             conditional=settings.refetch is Refetch.REVALIDATE,
             observer=observer,
         )
+
+
+@contextlib.asynccontextmanager
+async def target(settings: Settings, writers: Writers, *, limit: int) -> AsyncIterator[Target]:
+    """Where this process puts bodies: the --out folder, or the bucket over one S3 client
+    (aiobotocore is imported only then)."""
+    if settings.bucket is None:
+        yield Sink(settings.out, writers, tag=shards.tag(settings.shard))
+        return
+    from bulkfetch import objects, s3
+
+    async with s3.client(pool=limit) as s3_client:
+        yield objects.BucketSink(settings.bucket, s3_client, budget=objects.Budget(
+            objects.BUDGET_BYTES), replace=settings.refetch is Refetch.FORCE)
 
 
 def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSession:

@@ -30,8 +30,17 @@ from bulkfetch import hops, ranges
 from bulkfetch.events import Observer
 from bulkfetch.hops import Hops
 from bulkfetch.models import Attempt, Failure, Job, Resume, Ticket, Timeouts, Validators
+from bulkfetch.redact import redact
 from bulkfetch.retry import parse_retry_after
-from bulkfetch.sink import ChecksumMismatch, Partial, PendingFile, Sink
+from bulkfetch.sink import (
+    Body,
+    ChecksumMismatch,
+    Conflict,
+    Partial,
+    Pending,
+    StoreFailed,
+    Target,
+)
 
 CHUNK_BYTES = 256 * 1024
 MAX_HEADER_BYTES = 64 * 1024  # one header line, or the status line
@@ -107,7 +116,7 @@ class Fetcher:
         self,
         hops: Hops,
         semaphore: asyncio.Semaphore,
-        sink: Sink,
+        sink: Target,
         *,
         timeouts: Timeouts,
         max_bytes: int | None = None,
@@ -139,8 +148,10 @@ class Fetcher:
                 validators=trace.validators, received=got.size, final_url=trace.final_url,
                 content_type=trace.content_type,
             )
-        except (ChecksumMismatch, TooBig) as exc:
+        except (ChecksumMismatch, TooBig, Conflict) as exc:
             return trace.failed(str(exc), Failure.FINAL)
+        except StoreFailed as exc:
+            return trace.failed(str(exc), Failure.TRANSFER if exc.retryable else Failure.FINAL)
         except _FINAL_CLIENT_ERRORS as exc:
             return trace.failed(_describe(exc), Failure.FINAL)
         except aiohttp.ClientHttpProxyError as exc:  # the proxy refused the CONNECT
@@ -161,7 +172,7 @@ class Fetcher:
         except OSError as exc:
             return trace.failed(f"cannot write the file: {exc}", Failure.FINAL)
 
-    async def _exchange(self, job: Job, trace: _Trace) -> PendingFile | Attempt:
+    async def _exchange(self, job: Job, trace: _Trace) -> Pending | Attempt:
         """Send the request and take the answer: its body on the way to disk, or the verdict."""
         resume = trace.kept
         get = self._hops.get(job.url, headers=_range(resume) if resume else self._conditions(job))
@@ -198,11 +209,13 @@ class Fetcher:
     async def _receive(
         self, job: Job, resp: aiohttp.ClientResponse, trace: _Trace,
         span: ranges.Continuation | None,
-    ) -> PendingFile:
-        """The whole body into a pending file (not yet published)."""
+    ) -> Pending:
+        """The whole body into a pending file or object (not yet published)."""
         big = (resp.content_length or 0) >= RESUMABLE_BYTES and self._big_streams < BIG_STREAMS
+        body = Body(redact(job.url), resp.content_length, trace.content_type,
+                    replaces=job.prior is not None)
         pending = self._sink.open(
-            job.path, partial=self._partial(job, resp, trace.kept, span),
+            job.path, body, partial=self._partial(job, resp, trace.kept, span),
             flush_bytes=BIG_FLUSH_BYTES if big else CHUNK_BYTES,
         )
         self._big_streams += big
@@ -224,6 +237,8 @@ class Fetcher:
         span: ranges.Continuation | None,
     ) -> Partial | None:
         """Where to keep this body so that a cut-off attempt can be continued, if it can be."""
+        if not self._sink.resumable:
+            return None
         if resume is not None and span is not None:
             return self._sink.partial(job.url, resume.validator, resume.offset, span.complete)
         # Keeping a partial costs a few file operations; only a big body repays them.
@@ -245,7 +260,7 @@ class Fetcher:
         return headers or None
 
     async def _stream(
-        self, job: Job, resp: aiohttp.ClientResponse, pending: PendingFile
+        self, job: Job, resp: aiohttp.ClientResponse, pending: Pending
     ) -> None:
         received = self._observer.received
         limit = self._max_bytes

@@ -189,6 +189,20 @@ class Shard:
 
 
 @dataclass(frozen=True, slots=True)
+class Bucket:
+    """`--out s3://NAME/PREFIX`: bodies go to objects at PREFIX + their path."""
+
+    name: str
+    prefix: str  # "" or ending in "/"
+
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+    def __str__(self) -> str:
+        return f"s3://{self.name}/{self.prefix}"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a run needs, decided by the CLI."""
 
@@ -215,6 +229,10 @@ class Settings:
     host_errors: int = 5  # consecutive connection failures that end a host's URLs; 0: never
     window: int = 0  # entries held at once, all hosts together; 0: sized from --concurrency
     shard: Shard | None = None  # one shard of a run split over processes or machines
+    # With a bucket, `out` is the local folder of the run's own files (state, lock, manifest)
+    # and the bodies go to the bucket.
+    bucket: Bucket | None = None
+    state_in_bucket: bool = False  # the state and manifest are fetched from and put back there
 
 
 @dataclass(frozen=True, slots=True)

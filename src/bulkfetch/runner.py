@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 
-from bulkfetch import client, shards, workers
+from bulkfetch import client, workers
 from bulkfetch.engine import Engine, Executor, local_executor, window_for
 from bulkfetch.errors import EXIT_SIGNAL_BASE
 from bulkfetch.events import Observer
@@ -24,7 +24,7 @@ from bulkfetch.manifest import Manifest
 from bulkfetch.models import Job, Result, Settings, Status, Summary, Validators
 from bulkfetch.plan import Planner
 from bulkfetch.retry import RetryPolicy
-from bulkfetch.sink import PARTIAL_DIR, Sink
+from bulkfetch.sink import PARTIAL_DIR, Target
 from bulkfetch.state import StateReader, StateWriter
 from bulkfetch.writers import Writers
 
@@ -205,7 +205,6 @@ async def _fetch_all(
                 tally.add(result)
                 observer.finished(result)
 
-            sink = Sink(settings.out, writers, tag=shards.tag(settings.shard))
             engine = Engine(
                 Frontier(per_host=settings.per_host, rate=settings.rate,
                          host_rate=settings.host_rate),
@@ -215,17 +214,22 @@ async def _fetch_all(
                 window=window_for(settings.concurrency, settings.window),
                 host_errors=settings.host_errors,
             )
-            intake = Intake(
-                sources,
-                Planner(reserved=_reserved(settings)),
-                shard=settings.shard,
-                state=functools.partial(StateReader, state_path, settings.out),
-                refetch=settings.refetch,
-                find_resume=sink.find_resume,
-            )
+            # A bucket's objects are not checked one by one (a HEAD each): the state is the
+            # bucket's own, fetched from it at the start.
+            files = settings.out if settings.bucket is None else None
             try:
-                async with _executor(settings, extras, sink, engine, observer,
-                                     pool) as executor:
+                async with (
+                    client.target(settings, writers, limit=settings.concurrency) as sink,
+                    _executor(settings, extras, sink, engine, observer, pool) as executor,
+                ):
+                    intake = Intake(
+                        sources,
+                        Planner(reserved=_reserved(settings)),
+                        shard=settings.shard,
+                        state=functools.partial(StateReader, state_path, files),
+                        refetch=settings.refetch,
+                        find_resume=sink.find_resume,
+                    )
                     broken = await engine.run(intake, executor)
             except asyncio.CancelledError:
                 engine.cut_off()  # after the executor: what settled on its way out is recorded
@@ -240,7 +244,7 @@ async def _fetch_all(
 async def _executor(
     settings: Settings,
     extras: client.Extras,
-    sink: Sink,
+    sink: Target,
     engine: Engine,
     observer: Observer,
     pool: workers.Pool | None,

@@ -20,6 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
@@ -48,12 +49,59 @@ class Partial:
     total: int | None  # the whole body's length, when it was announced
 
 
+@dataclass(frozen=True, slots=True)
+class Body:
+    """What a sink may want to know of a body before it arrives (a bucket: its metadata)."""
+
+    url: str  # as listed, password masked
+    length: int | None = None  # Content-Length, when announced
+    content_type: str | None = None
+    replaces: bool = False  # an earlier run of ours saved this URL at this path
+
+
 class ChecksumMismatch(Exception):
     """The body's sha256 is not the one the list asked for; the file was not published."""
 
 
+class Conflict(Exception):
+    """Something else is already at the final name and create-only kept it there."""
+
+
+class StoreFailed(Exception):
+    """The object store refused or lost a write; `retryable` if another attempt may work."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Pending(Protocol):
+    """One body on its way to its final name."""
+
+    offset: int  # bytes kept from an earlier attempt, before `size`
+    size: int  # bytes written by this attempt
+
+    async def write(self, chunk: bytes) -> None: ...
+    async def commit(self, *, expect_sha256: str | None = None) -> str: ...
+    async def discard(self, *, keep: bool = False) -> Resume | None: ...
+
+
+class Target(Protocol):
+    """Where bodies go: a folder (`Sink`) or a bucket (`objects.BucketSink`)."""
+
+    resumable: bool  # keeps cut-off bodies to continue with Range
+
+    def open(self, rel: SafeRelPath, body: Body, *, partial: Partial | None = None,
+             flush_bytes: int = ...) -> Pending: ...
+    def partial(self, url: str, validator: str, offset: int, total: int | None) -> Partial: ...
+    async def drop_partial(self, url: str) -> None: ...
+    def find_resume(self, url: str) -> Resume | None: ...
+
+
 class Sink:
     """Where bodies go: the --out folder, and the threads that write into it."""
+
+    resumable = True
 
     def __init__(self, root: Path, writers: Writers, *, tag: str = "") -> None:
         self.root = root
@@ -68,7 +116,8 @@ class Sink:
         self._kept: set[str] | None = None  # names in the partial folder when the run began
 
     def open(
-        self, rel: SafeRelPath, *, partial: Partial | None = None, flush_bytes: int = FLUSH_BYTES
+        self, rel: SafeRelPath, body: Body | None = None, *, partial: Partial | None = None,
+        flush_bytes: int = FLUSH_BYTES,
     ) -> PendingFile:
         return PendingFile(self, rel, partial, flush_bytes)
 

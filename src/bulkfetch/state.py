@@ -44,7 +44,9 @@ def _connect(path: Path) -> sqlite3.Connection:
 class StateReader:
     """Lookups for the intake thread (its own connection; WAL lets it read while we write)."""
 
-    def __init__(self, path: Path, out: Path) -> None:
+    def __init__(self, path: Path, out: Path | None) -> None:
+        """`out`: the folder whose files are checked to be still whole; None: a bucket, whose
+        objects are taken to be there."""
         self._db = _connect(path)
         self._out = out
         self._empty = self._db.execute("SELECT 1 FROM urls LIMIT 1").fetchone() is None
@@ -73,6 +75,8 @@ class StateReader:
         return found
 
     def _intact(self, prior: Prior) -> bool:
+        if self._out is None:
+            return True
         try:
             return os.stat(os.path.join(self._out, prior.path)).st_size == prior.bytes
         except OSError:

@@ -36,11 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkfetch import client, shards
+from bulkfetch import client
 from bulkfetch.errors import EXIT_INTERNAL, WorkerFailed
 from bulkfetch.events import Observer
 from bulkfetch.models import Attempt, Job, Result, Settings, Ticket, Wire
-from bulkfetch.sink import Sink
 from bulkfetch.writers import Writers, write_all
 
 if TYPE_CHECKING:
@@ -379,9 +378,9 @@ async def _serve(
     closed = loop.create_future()
     buffer = bytearray()
     writers = Writers()
-    sink = Sink(settings.out, writers, tag=shards.tag(settings.shard))
     try:
         async with (
+            client.target(settings, writers, limit=limit) as sink,
             client.fetcher(settings, extras, sink, link, limit=limit)
             as fetcher,
             asyncio.TaskGroup() as group,

@@ -1,0 +1,263 @@
+"""Bodies into a bucket, as safe as files: a body appears at its key whole or not at all.
+
+A body that fits one part goes up in one PUT when it has all arrived; a bigger one streams as
+a multipart upload while it arrives, one part at a time, and appears when the upload is
+completed. A failed or interrupted body aborts its upload: nothing at the key, no upload left
+open (a process killed outright leaves one: the README's lifecycle rule removes it).
+
+A new key is written create-only (`If-None-Match: *`): two shards, or a pod run again before
+its state reached the bucket, never overwrite each other. When the key is taken, the object is
+compared by the sha256 we stored with it: the same body is success, another is a Conflict. A
+URL that an earlier run of ours saved there (or `--force`) replaces its object.
+
+Memory: each upload holds at most one part; all of them together hold at most `Budget` bytes,
+taken whole before the first byte is kept, so that uploads never wait on each other's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from bulkfetch import s3
+from bulkfetch.models import Bucket, Resume, SafeRelPath
+from bulkfetch.sink import Body, ChecksumMismatch, Conflict, Partial, StoreFailed
+from bulkfetch.writers import settle
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
+
+PART_BYTES = 8 * 1024 * 1024  # S3: at least 5 MiB a part but the last, at most 10,000 parts
+MAX_PARTS = 10_000
+BUDGET_BYTES = 256 * 1024 * 1024
+MAX_METADATA_URL = 1024  # S3 takes 2 KB of user metadata in all
+
+
+class Budget:
+    """Bytes that uploads may hold in memory, all together; granted in order of asking."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._free = total
+        self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def take(self, nbytes: int) -> None:
+        nbytes = min(nbytes, self.total)
+        if not self._waiting and self._free >= nbytes:
+            self._free -= nbytes
+            return
+        granted = asyncio.get_running_loop().create_future()
+        self._waiting.append((nbytes, granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.give(nbytes)
+            else:
+                self._waiting.remove((nbytes, granted))
+            raise
+
+    def give(self, nbytes: int) -> None:
+        self._free += min(nbytes, self.total)
+        while self._waiting and self._waiting[0][0] <= self._free:
+            nbytes, granted = self._waiting.popleft()
+            if not granted.cancelled():
+                self._free -= nbytes
+                granted.set_result(None)
+
+
+class BucketSink:
+    """Where bodies go when --out is a bucket; one per event loop, over its one S3 client."""
+
+    resumable = False  # a cut-off body is not kept: its upload is aborted
+
+    def __init__(self, bucket: Bucket, client: S3Client, *, budget: Budget,
+                 replace: bool = False) -> None:
+        self.bucket = bucket
+        self.client = client
+        self.budget = budget
+        self.replace = replace  # --force: every key may be overwritten
+
+    def open(self, rel: SafeRelPath, body: Body, *, partial: Partial | None = None,
+             flush_bytes: int = 0) -> PendingObject:
+        return PendingObject(self, self.bucket.key(rel), body)
+
+    def partial(self, url: str, validator: str, offset: int, total: int | None) -> Partial:
+        raise NotImplementedError("a bucket keeps no partial bodies")
+
+    async def drop_partial(self, url: str) -> None:
+        return None
+
+    def find_resume(self, url: str) -> Resume | None:
+        return None
+
+
+class PendingObject:
+    """One body on its way to its key; hashed as it arrives."""
+
+    def __init__(self, sink: BucketSink, key: str, body: Body) -> None:
+        self._sink = sink
+        self._key = key
+        self._body = body
+        self._part_bytes = _part_bytes(body.length)
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._held = 0  # bytes of the budget this body holds
+        self._upload_id: str | None = None
+        self._parts: list[CompletedPartTypeDef] = []
+        self._hash = hashlib.sha256()
+        self.offset = 0
+        self.size = 0
+
+    async def write(self, chunk: bytes) -> None:
+        if not self._held:
+            self._held = min(self._part_bytes, self._body.length or self._part_bytes) or 1
+            await self._sink.budget.take(self._held)
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        self.size += len(chunk)
+        if self._buffered >= self._part_bytes:
+            await self._send_part()
+
+    async def commit(self, *, expect_sha256: str | None = None) -> str:
+        """Put the body at its key; returns its sha256 hex digest. With `expect_sha256`, a
+        body with another digest is dropped, never published."""
+        try:
+            if self._upload_id is not None and self._buffered:
+                await self._send_part()
+            elif self._upload_id is None:
+                self._hash.update(b"".join(self._chunks))
+            digest = self._hash.hexdigest()
+            if expect_sha256 is not None and digest != expect_sha256:
+                raise ChecksumMismatch(
+                    f"sha256 mismatch: got {digest}, the list says {expect_sha256}")
+            # Once asked, a PUT may take effect: it is seen to its end, so that what landed
+            # is reported even when a signal comes meanwhile.
+            await settle(asyncio.ensure_future(self._publish(digest)), defer_cancel=True)
+            return digest
+        except BaseException:
+            await self.discard()
+            raise
+        finally:
+            self._release()
+
+    async def discard(self, *, keep: bool = False) -> Resume | None:
+        """Forget the body: its upload, if one was begun, is aborted (to its end)."""
+        self._chunks, self._buffered = [], 0
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            await settle(asyncio.ensure_future(self._abort(upload_id)), defer_cancel=True)
+        self._release()
+        return None
+
+    def _release(self) -> None:
+        held, self._held = self._held, 0
+        if held:
+            self._sink.budget.give(held)
+
+    async def _send_part(self) -> None:
+        data = b"".join(self._chunks)
+        self._chunks, self._buffered = [], 0
+        client, bucket = self._sink.client, self._sink.bucket.name
+        if len(self._parts) >= MAX_PARTS:
+            raise StoreFailed(f"the body is over {MAX_PARTS} parts of {self._part_bytes:,} "
+                              "bytes, too big for one object", retryable=False)
+        try:
+            if self._upload_id is None:
+                created = await client.create_multipart_upload(
+                    Bucket=bucket, Key=self._key, **self._headers(None))
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            loop = asyncio.get_running_loop()
+            # The hash of a part (25 ms for 8 MiB) runs on a thread while the part goes up.
+            sent, _ = await asyncio.gather(
+                client.upload_part(Bucket=bucket, Key=self._key, UploadId=self._upload_id,
+                                   PartNumber=number, Body=data),
+                loop.run_in_executor(None, self._hash.update, data),
+            )
+        except Exception as exc:
+            raise _failed(exc, "put a part") from exc
+        self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+
+    async def _publish(self, digest: str) -> None:
+        client, bucket, key = self._sink.client, self._sink.bucket.name, self._key
+        guard: dict[str, Any] = {} if self._replaces else {"IfNoneMatch": "*"}
+        try:
+            if self._upload_id is None:
+                await client.put_object(Bucket=bucket, Key=key, Body=b"".join(self._chunks),
+                                        **self._headers(digest), **guard)
+            else:
+                await client.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts}, **guard)
+                self._upload_id = None
+                await _tag(client, bucket, key, digest)
+        except Exception as exc:
+            if s3.status_of(exc) != 412:
+                raise _failed(exc, "put the object") from exc
+            if not await self._same(digest):
+                raise Conflict(f"an object is already at s3://{bucket}/{key} with other "
+                               "content; not overwritten (--force replaces it)") from exc
+
+    @property
+    def _replaces(self) -> bool:
+        return self._sink.replace or self._body.replaces
+
+    def _headers(self, digest: str | None) -> dict[str, Any]:
+        """The object's metadata: its sha256 (known up front only for one PUT; a multipart
+        object gets it as a tag when it is complete) and where it came from."""
+        metadata = {"sha256": digest} if digest else {}
+        if len(self._body.url) <= MAX_METADATA_URL and self._body.url.isascii():
+            metadata["source-url"] = self._body.url
+        headers: dict[str, Any] = {"Metadata": metadata}
+        if self._body.content_type and self._body.content_type.isascii():
+            headers["ContentType"] = self._body.content_type
+        return headers
+
+    async def _same(self, digest: str) -> bool:
+        """Is the object already at the key this very body (a run before ours put it)?"""
+        client, bucket = self._sink.client, self._sink.bucket.name
+        try:
+            head = await client.head_object(Bucket=bucket, Key=self._key)
+            if head.get("Metadata", {}).get("sha256") == digest:
+                return True
+            tags = await client.get_object_tagging(Bucket=bucket, Key=self._key)
+        except Exception:
+            return False
+        return {"Key": "sha256", "Value": digest} in tags.get("TagSet", [])
+
+    async def _abort(self, upload_id: str) -> None:
+        try:
+            await self._sink.client.abort_multipart_upload(
+                Bucket=self._sink.bucket.name, Key=self._key, UploadId=upload_id)
+        except Exception:
+            # Left open: the bucket's lifecycle rule for incomplete uploads removes it.
+            return
+
+
+async def _tag(client: S3Client, bucket: str, key: str, digest: str) -> None:
+    """The sha256 of a multipart object, as a tag; a store without tags keeps it in the
+    manifest and the state only."""
+    try:
+        await client.put_object_tagging(
+            Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": "sha256", "Value": digest}]})
+    except Exception:
+        return
+
+
+def _part_bytes(length: int | None) -> int:
+    """Parts big enough that a body of known length fits in MAX_PARTS."""
+    if length is None or length <= PART_BYTES * MAX_PARTS:
+        return PART_BYTES
+    mib = 1024 * 1024
+    return mib * -(-length // (MAX_PARTS * mib))
+
+
+def _failed(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, StoreFailed | Conflict | ChecksumMismatch):
+        return exc
+    message, retryable = s3.describe(exc)
+    return StoreFailed(f"cannot {what} in the bucket: {message}", retryable=retryable)

@@ -1,0 +1,216 @@
+"""`--out s3://BUCKET/PREFIX`: the one home of aiobotocore and botocore (`pip install
+bulkfetch[s3]`), imported only by a run that writes to a bucket.
+
+Credentials, region and endpoint come the way the AWS tools take them, read by botocore
+itself: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE with
+~/.aws/config and ~/.aws/credentials, AWS_REGION, AWS_ENDPOINT_URL(_S3) for S3-compatible
+stores, web identity (Kubernetes IRSA), the instance role. None of it is ever printed: errors
+name the bucket, the HTTP status and S3's error code, never a key or a signature.
+
+botocore's default checksums (CRC32 trailers since 1.36) break many S3-compatible stores; we
+ask for them only where an operation requires one, and keep the body's sha256 ourselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import sqlite3
+import stat
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulkfetch.errors import BulkfetchError, SettingsError, UsageError
+from bulkfetch.layout import Layout
+from bulkfetch.models import Bucket
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+SCHEME = "s3://"
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 120.0
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{2,62}")
+
+
+class StoreError(BulkfetchError):
+    """The bucket could not take the run's state or manifest at its end."""
+
+
+def is_bucket(text: str) -> bool:
+    return text.startswith(SCHEME)
+
+
+def parse(text: str) -> Bucket:
+    """`s3://NAME/PREFIX` -> Bucket; a prefix always ends in "/" (or is empty)."""
+    name, _, prefix = text[len(SCHEME):].partition("/")
+    if not _BUCKET_NAME.fullmatch(name):
+        raise UsageError(f"--out {text!r}: not a bucket name: {name!r}")
+    prefix = "/".join(part for part in prefix.split("/") if part)
+    if any(part in (".", "..") for part in prefix.split("/")):
+        raise UsageError(f"--out {text!r}: '.' and '..' have no meaning in a key prefix")
+    return Bucket(name, f"{prefix}/" if prefix else "")
+
+
+def workdir(bucket: Bucket) -> Path:
+    """The local folder of a run into `bucket` whose state lives in the bucket: its lock,
+    its manifest while it is written, the state while it is used. Ours alone (0700, owned by
+    us, not a symlink): the temp folder is shared with other users."""
+    mine = Path(tempfile.gettempdir()) / f"bulkfetch-{os.getuid()}"
+    mine.mkdir(mode=0o700, exist_ok=True)
+    info = os.lstat(mine)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise UsageError(f"{str(mine)!r} is not a folder of ours; set TMPDIR or use --state")
+    digest = hashlib.blake2b(str(bucket).encode(), digest_size=8).hexdigest()
+    return mine / f"{bucket.name}-{digest}"
+
+
+def _config(pool: int) -> Any:
+    from botocore.config import Config
+
+    return Config(
+        max_pool_connections=max(pool, 10),
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        retries={"mode": "standard", "max_attempts": 3},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+@contextlib.asynccontextmanager
+async def client(*, pool: int = 10) -> AsyncIterator[S3Client]:
+    """One S3 client for this event loop (its own aiohttp session, closed on the way out)."""
+    from aiobotocore.session import get_session
+
+    async with get_session().create_client("s3", config=_config(pool)) as s3:
+        yield s3
+
+
+def describe(exc: BaseException) -> tuple[str, bool]:
+    """A botocore failure in one line, and whether another try may work. Never a secret:
+    S3's message may quote what we sent, so only its code is shown."""
+    from botocore import exceptions as bx
+
+    match exc:
+        case bx.NoCredentialsError() | bx.PartialCredentialsError():
+            return ("no usable AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,"
+                    " or AWS_PROFILE)", False)
+        case bx.ProfileNotFound():
+            return f"the AWS profile {exc.kwargs.get('profile')!r} is not configured", False
+        case bx.NoRegionError():
+            return "no AWS region (set AWS_REGION)", False
+        case bx.EndpointConnectionError():
+            return f"cannot reach {exc.kwargs.get('endpoint_url')}", True
+        case bx.ClientError():
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            code = error.get("Code") or str(status)
+            return f"HTTP {status} {code}", status >= 500 or code in _RETRYABLE_CODES
+        case bx.BotoCoreError():
+            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__, True
+    return f"{type(exc).__name__}: {exc}", True
+
+
+_RETRYABLE_CODES = frozenset({"SlowDown", "RequestTimeout", "Throttling", "InternalError"})
+
+
+def status_of(exc: BaseException) -> int:
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    status: int = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return status
+
+
+def check(bucket: Bucket) -> None:
+    """Before any fetch: the bucket exists and the credentials open it."""
+    try:
+        asyncio.run(_check(bucket))
+    except Exception as exc:
+        raise SettingsError(f"--out {bucket}: {_refusal(exc)}") from exc
+
+
+async def _check(bucket: Bucket) -> None:
+    async with client() as s3:
+        await s3.head_bucket(Bucket=bucket.name)
+
+
+def _refusal(exc: BaseException) -> str:
+    status = status_of(exc)
+    if status == 404:
+        return "no such bucket"
+    if status in (401, 403):
+        return ("the credentials were refused, or do not open this bucket "
+                f"(HTTP {status}; check AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL)")
+    if status == 301:
+        return "the bucket is in another region (set AWS_REGION)"
+    return describe(exc)[0]
+
+
+_SYNCED = ("state.sqlite", "manifest.jsonl", "done.json")
+
+
+def _key(bucket: Bucket, layout: Layout, out: Path, name: str) -> str:
+    return bucket.key(f"{layout.home.relative_to(out).as_posix()}/{name}")
+
+
+def pull_state(bucket: Bucket, out: Path, layout: Layout) -> None:
+    """The state the last run put in the bucket, in place of any local copy: the bucket is
+    what is true (its objects may have been removed, and the state with them)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{layout.state}{suffix}").unlink(missing_ok=True)
+    try:
+        asyncio.run(_pull(_key(bucket, layout, out, "state.sqlite"), bucket, layout.state))
+    except Exception as exc:
+        raise SettingsError(f"--out {bucket}: cannot read the state: {_refusal(exc)}") from exc
+
+
+async def _pull(key: str, bucket: Bucket, path: Path) -> None:
+    async with client() as s3:
+        try:
+            got = await s3.get_object(Bucket=bucket.name, Key=key)
+        except Exception as exc:
+            if status_of(exc) == 404:
+                return  # a first run
+            raise
+        async with got["Body"] as body:
+            data = await body.read()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.part")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
+def push_state(bucket: Bucket, out: Path, layout: Layout, manifest: Path) -> None:
+    """The state, the manifest and a shard's done marker, into the bucket beside the bodies:
+    each a whole object, or the one before it stays."""
+    files = {"state.sqlite": _snapshot(layout.state), "manifest.jsonl": manifest,
+             "done.json": layout.done}
+    try:
+        asyncio.run(_push({_key(bucket, layout, out, name): path
+                           for name, path in files.items() if path.is_file()}, bucket))
+    except Exception as exc:
+        raise StoreError(f"could not put the state and manifest in {bucket}: "
+                         f"{describe(exc)[0]}; the manifest is at {str(manifest)!r}") from exc
+
+
+def _snapshot(state: Path) -> Path:
+    """The state as one file (WAL folded in), by SQLite's own backup."""
+    copy = state.with_name(f".{state.name}.upload")
+    if not state.is_file():
+        return copy
+    copy.unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(state)) as src, \
+            contextlib.closing(sqlite3.connect(copy)) as dst:
+        src.backup(dst)
+    return copy
+
+
+async def _push(files: dict[str, Path], bucket: Bucket) -> None:
+    async with client() as s3:
+        for key, path in files.items():
+            await s3.put_object(Bucket=bucket.name, Key=key, Body=path.read_bytes())
