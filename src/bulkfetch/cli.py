@@ -298,11 +298,18 @@ def fetch(
                           processes=workers_.choose(workers, settings), companion=display.run)
     if summary.total == 0 and summary.interrupted_by is None:
         display.say("no URLs in the lists (only blank lines and comments, or empty)")
-    display.show_summary(summary, settings.manifest)
+    display.show_summary(summary, _manifest_shown(settings))
     code = exit_code(summary)
     if summary_json is not None:
         _write_summary_json(summary_json, summary, settings, code)
     return code
+
+
+def _manifest_shown(settings: Settings) -> Path | str:
+    """Where the manifest ends up: with the state in the bucket, its object."""
+    if settings.bucket is None or not settings.state_in_bucket:
+        return settings.manifest
+    return f"{settings.bucket}{settings.manifest.relative_to(settings.out).as_posix()}"
 
 
 def _refetch(*, skip_existing: bool, force: bool) -> Refetch:

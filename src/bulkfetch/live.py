@@ -41,7 +41,7 @@ class LiveView:
                 await asyncio.sleep(REFRESH_S)
                 live.update(render_table(board.snapshot()), refresh=True)
 
-    def show_summary(self, summary: Summary, manifest: Path) -> None:
+    def show_summary(self, summary: Summary, manifest: Path | str) -> None:
         self._console.print(summary_table(summary, manifest))
 
 
@@ -95,7 +95,7 @@ def render_table(snap: Snapshot) -> RenderableType:
     return Group(*parts)
 
 
-def summary_table(summary: Summary, manifest: Path) -> Table:
+def summary_table(summary: Summary, manifest: Path | str) -> Table:
     seconds = max(summary.elapsed_s, 1e-9)
     table = Table(title="bulkfetch summary", show_header=False, title_justify="left")
     table.add_column(style="bold")

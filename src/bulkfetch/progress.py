@@ -88,7 +88,7 @@ def _status(snap: Snapshot) -> str:
     )
 
 
-def summary_lines(summary: Summary, manifest: Path) -> list[str]:
+def summary_lines(summary: Summary, manifest: Path | str) -> list[str]:
     seconds = max(summary.elapsed_s, 1e-9)
     lines = []
     if summary.interrupted_by is not None:
@@ -202,7 +202,7 @@ class Display:
                 await asyncio.sleep(self.settings.status_interval_s)
                 self.say(status_line(self.board.snapshot()))
 
-    def show_summary(self, summary: Summary, manifest: Path) -> None:
+    def show_summary(self, summary: Summary, manifest: Path | str) -> None:
         if self._live is not None:
             self._live.show_summary(summary, manifest)
         else:

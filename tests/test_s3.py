@@ -1,0 +1,268 @@
+"""--out s3://BUCKET/PREFIX against a real S3-compatible server (moto, server mode) on loopback:
+the CLI in a subprocess, the origin a real aiohttp server, faults injected there."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bulkfetch import s3
+from bulkfetch.errors import UsageError
+from bulkfetch.models import Bucket
+from bulkfetch.objects import Budget
+from tests.helpers import bulkfetch_cmd, wait_for, write_list
+from tests.s3server import SECRET, MotoServer, objects, open_uploads
+from tests.server import Server
+
+pytest.importorskip("aiobotocore")
+
+STATE = ".bulkfetch/"
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(moto: MotoServer, request: pytest.FixtureRequest) -> str:
+    return moto.bucket(f"t-{request.node.name[5:40].replace('_', '-').lower()}")
+
+
+def run(moto: MotoServer, pod: Path, *args: str, timeout: float = 120,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a pod runs it: `pod` is its own temp folder (no disk shared between pods)."""
+    pod.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(bulkfetch_cmd(*args), capture_output=True, text=True,
+                          timeout=timeout, env=env or moto.env(TMPDIR=str(pod)))
+    for marker in ("Unclosed", "ResourceWarning", "Traceback", SECRET):
+        assert marker not in proc.stderr, proc.stderr
+    return proc
+
+
+def manifest_in(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
+    got = client.get_object(Bucket=bucket, Key=f"{prefix}{STATE}manifest.jsonl")
+    rows = [orjson.loads(line) for line in got["Body"].read().splitlines()]
+    return {row["url"]: row for row in rows}
+
+
+def bodies(client: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+    """The bodies under `prefix`, by path under it (bulkfetch's own objects left out)."""
+    return {key[len(prefix):]: data for key, data in objects(client, bucket, prefix).items()
+            if not key[len(prefix):].startswith(STATE)}
+
+
+def served(server: Server, count: int, size: int = 3000) -> list[str]:
+    """`count` static files (ETag, Last-Modified, 304s) of distinct content."""
+    urls = []
+    for i in range(count):
+        (server.root / f"s3-{i}.bin").write_bytes(hashlib.sha256(b"%d" % i).digest() * (size // 32))
+        urls.append(server.url(f"/static/s3-{i}.bin"))
+    return urls
+
+
+def test_small_and_100mb_bodies_land_whole_with_their_sha256(
+    moto: MotoServer, bucket: str, server: Server, tmp_path: Path,
+) -> None:
+    """Each object holds the body the manifest describes; its sha256 and source URL are
+    stored with it (metadata for one PUT, a tag for a multipart one); no upload is left open."""
+    small = served(server, 20)
+    big = server.url(f"/big/{100 * 1024 * 1024}")
+    urls = write_list(tmp_path / "urls.txt", [*small, big])
+    proc = run(moto, tmp_path / "pod", str(urls), "-o", f"s3://{bucket}/crawl/day1", "-c", "8")
+    assert proc.returncode == 0, proc.stderr
+    client = moto.client()
+    rows = manifest_in(client, bucket, "crawl/day1/")
+    landed = bodies(client, bucket, "crawl/day1/")
+    assert len(rows) == 21 and set(landed) == {row["path"] for row in rows.values()}
+    for url, row in rows.items():
+        data = landed[row["path"]]
+        assert row["status"] == "ok" and row["bytes"] == len(data)
+        assert row["sha256"] == hashlib.sha256(data).hexdigest()
+        head = client.head_object(Bucket=bucket, Key=f"crawl/day1/{row['path']}")
+        assert head["Metadata"]["source-url"] == url
+        if url == big:
+            assert len(data) == 100 * 1024 * 1024
+            tags = client.get_object_tagging(Bucket=bucket, Key=f"crawl/day1/{row['path']}")
+            assert {"Key": "sha256", "Value": row["sha256"]} in tags["TagSet"]
+        else:
+            assert head["Metadata"]["sha256"] == row["sha256"]
+    assert open_uploads(client, bucket) == []
+    assert "s3://" in proc.stderr  # the summary says where the manifest went
+
+
+def test_a_body_cut_mid_upload_leaves_no_object_and_no_open_upload(
+    moto: MotoServer, bucket: str, server: Server, tmp_path: Path,
+) -> None:
+    """The origin drops the connection after 20 MB of 30 (two parts already up): the upload
+    is aborted, nothing is at the key, and the run reports the URL failed."""
+    url = server.url("/ranged/cut-s3?size=30000000&cut=20000000")
+    proc = run(moto, tmp_path / "pod", str(write_list(tmp_path / "u", [url])),
+               "-o", f"s3://{bucket}/p", "--retries", "0")
+    assert proc.returncode == 1, proc.stderr
+    client = moto.client()
+    assert manifest_in(client, bucket, "p/")[url]["status"] == "failed"
+    assert bodies(client, bucket, "p/") == {}
+    assert open_uploads(client, bucket) == []
+
+
+def test_sigterm_mid_run_leaves_only_whole_objects_and_a_valid_manifest(
+    moto: MotoServer, bucket: str, server: Server, tmp_path: Path,
+) -> None:
+    """SIGTERM while three bodies are mid-upload (two parts each already up): exit 143, the
+    ten finished bodies are objects, the three cut off are not, no upload stays open, and
+    the manifest in the bucket has a line for each."""
+    done = served(server, 10)
+    stalled = [server.url(f"/stall/60?before={20 * 1024 * 1024}&i={i}") for i in range(3)]
+    pod = tmp_path / "pod"
+    pod.mkdir()
+    proc = subprocess.Popen(
+        bulkfetch_cmd(str(write_list(tmp_path / "u", done + stalled)), "-o",
+                      f"s3://{bucket}/p", "-c", "8"),
+        stderr=subprocess.PIPE, text=True, env=moto.env(TMPDIR=str(pod)))
+    client = moto.client()
+    wait_for(lambda: len(open_uploads(client, bucket)) == 3, timeout=60)
+    local = next(pod.glob(f"bulkfetch-*/*/{STATE}manifest.jsonl"))
+    wait_for(lambda: len(local.read_bytes().splitlines()) == 10)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    rows = manifest_in(client, bucket, "p/")
+    assert {url: row["status"] for url, row in rows.items()} == {
+        **dict.fromkeys(done, "ok"), **dict.fromkeys(stalled, "interrupted")}
+    landed = bodies(client, bucket, "p/")
+    assert set(landed) == {rows[url]["path"] for url in done}
+    for url in done:
+        assert hashlib.sha256(landed[rows[url]["path"]]).hexdigest() == rows[url]["sha256"]
+    assert open_uploads(client, bucket) == []
+
+
+def test_create_only_refuses_a_clobber_and_takes_the_same_body(
+    moto: MotoServer, bucket: str, server: Server, tmp_path: Path,
+) -> None:
+    """A run that does not know a key (its state elsewhere) never overwrites what is there:
+    another body stays and the URL fails saying so; the very same body counts as done."""
+    urls = served(server, 2)
+    listed = str(write_list(tmp_path / "u", urls))
+    first = run(moto, tmp_path / "a", listed, "-o", f"s3://{bucket}/p", "--state",
+                str(tmp_path / "state-a"))
+    assert first.returncode == 0, first.stderr
+    rows = {orjson.loads(line)["url"]: orjson.loads(line) for line in
+            (tmp_path / "state-a" / STATE / "manifest.jsonl").read_bytes().splitlines()}
+    taken = f"p/{rows[urls[0]]['path']}"
+    client = moto.client()
+    client.put_object(Bucket=bucket, Key=taken, Body=b"somebody else's object")
+    second = run(moto, tmp_path / "b", listed, "-o", f"s3://{bucket}/p", "--state",
+                 str(tmp_path / "state-b"))
+    assert second.returncode == 1, second.stderr
+    again = {orjson.loads(line)["url"]: orjson.loads(line) for line in
+             (tmp_path / "state-b" / STATE / "manifest.jsonl").read_bytes().splitlines()}
+    assert again[urls[0]]["status"] == "failed"
+    assert "already at" in again[urls[0]]["error"] and "not overwritten" in again[urls[0]]["error"]
+    assert again[urls[1]]["status"] == "ok"  # the same body was there: nothing to do
+    got = client.get_object(Bucket=bucket, Key=taken)["Body"].read()
+    assert got == b"somebody else's object"
+
+
+def test_an_unchanged_rerun_from_a_fresh_pod_uploads_nothing(
+    moto: MotoServer, bucket: str, server: Server, tmp_path: Path,
+) -> None:
+    """The state goes to the bucket at the end; a pod with an empty disk fetches it, asks
+    conditionally, gets 304s and puts no body: every object is the one the first run put."""
+    urls = served(server, 15)
+    listed = str(write_list(tmp_path / "u", urls))
+    assert run(moto, tmp_path / "pod1", listed, "-o", f"s3://{bucket}/n").returncode == 0
+    client = moto.client()
+    before = {key: client.head_object(Bucket=bucket, Key=key)["LastModified"]
+              for key in objects(client, bucket, "n/") if STATE not in key}
+    server.reset()
+    proc = run(moto, tmp_path / "pod2", listed, "-o", f"s3://{bucket}/n")
+    assert proc.returncode == 0, proc.stderr
+    assert server.stats.statuses == [304] * 15
+    rows = manifest_in(client, bucket, "n/")
+    assert {row["status"] for row in rows.values()} == {"not_modified"}
+    assert sum(row["received"] for row in rows.values()) == 0
+    after = {key: client.head_object(Bucket=bucket, Key=key)["LastModified"]
+             for key in objects(client, bucket, "n/") if STATE not in key}
+    assert after == before
+
+
+def test_a_missing_bucket_is_one_line_and_exit_2_before_any_fetch(
+    moto: MotoServer, server: Server, tmp_path: Path,
+) -> None:
+    proc = run(moto, tmp_path / "pod", str(write_list(tmp_path / "u", served(server, 3))),
+               "-o", "s3://no-such-bucket/p")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bulkfetch: error: --out s3://no-such-bucket/p/: no such bucket"
+    assert server.stats.paths == []
+
+
+def test_bad_credentials_are_one_line_and_exit_2_before_any_fetch(
+    server: Server, tmp_path: Path,
+) -> None:
+    """Against a server that checks keys: refused, said in one line, the secret never shown."""
+    strict = MotoServer(auth=True).start()
+    try:
+        strict.bucket("locked")
+        proc = run(strict, tmp_path / "pod",
+                   str(write_list(tmp_path / "u", served(server, 3))), "-o", "s3://locked/p",
+                   env=strict.env(TMPDIR=str(tmp_path), AWS_SECRET_ACCESS_KEY="wrong-secret"))
+    finally:
+        strict.stop()
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "credentials were refused" in lines[0], proc.stderr
+    assert "wrong-secret" not in proc.stderr
+    assert server.stats.paths == []
+
+
+@pytest.mark.parametrize(("text", "bucket"), [
+    ("s3://b1k/", Bucket("b1k", "")),
+    ("s3://b1k", Bucket("b1k", "")),
+    ("s3://b1k/a/b", Bucket("b1k", "a/b/")),
+    ("s3://b1k//a//b/", Bucket("b1k", "a/b/")),  # empty segments would make keys with "//"
+])
+def test_parse(text: str, bucket: Bucket) -> None:
+    assert s3.parse(text) == bucket
+
+
+@pytest.mark.parametrize("text", ["s3://", "s3:///x", "s3://a/x", "s3://b1k/a/../b",
+                                  "s3://bad name/x"])
+def test_parse_refuses(text: str) -> None:
+    with pytest.raises(UsageError):
+        s3.parse(text)
+
+
+def test_budget_grants_in_order_and_never_beyond_its_total() -> None:
+    """A big request first in line is not overtaken by small ones behind it (it would
+    starve), and the bytes granted never exceed the total."""
+    async def main() -> list[str]:
+        budget, order = Budget(10), []
+
+        async def take(name: str, n: int) -> None:
+            await budget.take(n)
+            order.append(name)
+
+        budget._free = 0  # everything is held
+        tasks = [asyncio.create_task(take("big", 8)), asyncio.create_task(take("small", 2))]
+        await asyncio.sleep(0)
+        budget.give(3)
+        await asyncio.sleep(0)
+        assert order == []  # 3 free: "small" fits but waits behind "big"
+        budget.give(7)
+        await asyncio.gather(*tasks)
+        assert budget._free == 0
+        return order
+
+    assert asyncio.run(main()) == ["big", "small"]
