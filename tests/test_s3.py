@@ -266,3 +266,61 @@ def test_budget_grants_in_order_and_never_beyond_its_total() -> None:
         return order
 
     assert asyncio.run(main()) == ["big", "small"]
+
+
+def test_credentials_and_endpoint_from_a_profile(
+    moto: MotoServer, bucket: str, server: Server, tmp_path: Path,
+) -> None:
+    """AWS_PROFILE with the AWS tools' files: keys in credentials, endpoint and region in
+    config; a profile that is not there is one line and exit 2."""
+    (tmp_path / "credentials").write_text(
+        f"[crawler]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = {SECRET}\n")
+    (tmp_path / "config").write_text(
+        f"[profile crawler]\nregion = us-east-1\nendpoint_url = {moto.endpoint}\n")
+    env = {k: v for k, v in moto.env(TMPDIR=str(tmp_path)).items()
+           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
+                        "AWS_REGION")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
+               AWS_CONFIG_FILE=str(tmp_path / "config"), AWS_PROFILE="crawler")
+    listed = str(write_list(tmp_path / "u", served(server, 2)))
+    proc = run(moto, tmp_path, listed, "-o", f"s3://{bucket}/p", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert len(bodies(moto.client(), bucket, "p/")) == 2
+    proc = run(moto, tmp_path, listed, "-o", f"s3://{bucket}/p", env={**env, "AWS_PROFILE": "nope"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"bulkfetch: error: --out s3://{bucket}/p/: "
+                                   "the AWS profile 'nope' is not configured")
+
+
+class _NoConditionalWrites:
+    """A store that answers If-None-Match with 501 Not Implemented (older MinIO, some
+    appliances): the narrow decision of falling back to plain PUTs, once for the run."""
+
+    def __init__(self) -> None:
+        self.puts: list[dict[str, Any]] = []
+
+    async def put_object(self, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        self.puts.append(kwargs)
+        if "IfNoneMatch" in kwargs:
+            raise ClientError({"Error": {"Code": "NotImplemented"},
+                               "ResponseMetadata": {"HTTPStatusCode": 501}}, "PutObject")
+        return {}
+
+
+def test_a_store_without_conditional_writes_gets_plain_puts() -> None:
+    from bulkfetch.models import SafeRelPath
+    from bulkfetch.objects import BucketSink
+    from bulkfetch.sink import Body
+
+    async def main() -> list[bool]:
+        store = _NoConditionalWrites()
+        sink = BucketSink(Bucket("b1k", "p/"), store, budget=Budget(1 << 20))  # type: ignore[arg-type]
+        for name in ("a", "b"):
+            pending = sink.open(SafeRelPath(name), Body("http://h/" + name, 3))
+            await pending.write(b"abc")
+            await pending.commit()
+        return ["IfNoneMatch" in put for put in store.puts]
+
+    assert asyncio.run(main()) == [True, False, False]  # asked once, then plain PUTs

@@ -80,6 +80,7 @@ class BucketSink:
         self.client = client
         self.budget = budget
         self.replace = replace  # --force: every key may be overwritten
+        self.create_only = True  # until the store says it has no conditional writes
 
     def open(self, rel: SafeRelPath, body: Body, *, partial: Partial | None = None,
              flush_bytes: int = 0) -> PendingObject:
@@ -183,24 +184,37 @@ class PendingObject:
         self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
 
     async def _publish(self, digest: str) -> None:
-        client, bucket, key = self._sink.client, self._sink.bucket.name, self._key
-        guard: dict[str, Any] = {} if self._replaces else {"IfNoneMatch": "*"}
+        create_only = self._sink.create_only and not self._replaces
         try:
-            if self._upload_id is None:
-                await client.put_object(Bucket=bucket, Key=key, Body=b"".join(self._chunks),
-                                        **self._headers(digest), **guard)
-            else:
-                await client.complete_multipart_upload(
-                    Bucket=bucket, Key=key, UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts}, **guard)
-                self._upload_id = None
-                await _tag(client, bucket, key, digest)
+            await self._put(digest, create_only=create_only)
         except Exception as exc:
-            if s3.status_of(exc) != 412:
+            status = s3.status_of(exc)
+            if create_only and status == 501:  # a store without If-None-Match (older MinIO)
+                self._sink.create_only = False
+                return await self._publish(digest)
+            if status != 412:
                 raise _failed(exc, "put the object") from exc
             if not await self._same(digest):
-                raise Conflict(f"an object is already at s3://{bucket}/{key} with other "
-                               "content; not overwritten (--force replaces it)") from exc
+                raise Conflict(f"an object is already at {self._where} with other content; "
+                               "not overwritten (--force replaces it)") from exc
+        return None
+
+    async def _put(self, digest: str, *, create_only: bool) -> None:
+        client, bucket, key = self._sink.client, self._sink.bucket.name, self._key
+        guard: dict[str, Any] = {"IfNoneMatch": "*"} if create_only else {}
+        if self._upload_id is None:
+            await client.put_object(Bucket=bucket, Key=key, Body=b"".join(self._chunks),
+                                    **self._headers(digest), **guard)
+            return
+        await client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts}, **guard)
+        self._upload_id = None
+        await _tag(client, bucket, key, digest)
+
+    @property
+    def _where(self) -> str:
+        return f"s3://{self._sink.bucket.name}/{self._key}"
 
     @property
     def _replaces(self) -> bool:
