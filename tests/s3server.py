@@ -26,6 +26,11 @@ class MotoServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     def env(self, **more: str) -> dict[str, str]:
         """The CLI's environment: AWS_* as the AWS tools take them, nothing else of AWS."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
