@@ -324,3 +324,22 @@ def test_a_store_without_conditional_writes_gets_plain_puts() -> None:
         return ["IfNoneMatch" in put for put in store.puts]
 
     assert asyncio.run(main()) == [True, False, False]  # asked once, then plain PUTs
+
+
+def test_the_library_writes_to_a_bucket(
+    moto: MotoServer, bucket: str, server: Server, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`bulkfetch.fetch(..., "s3://...")` in this process: the same objects, nothing left
+    unclosed (warnings are errors here)."""
+    import bulkfetch
+
+    for name, value in moto.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    urls = served(server, 3)
+    seen: list[str] = []
+    summary = bulkfetch.fetch([urls], f"s3://{bucket}/lib", state=tmp_path / "state",
+                              on_result=lambda r: seen.append(r.status))
+    assert (summary.ok, seen) == (3, ["ok"] * 3)
+    assert len(bodies(moto.client(), bucket, "lib/")) == 3
