@@ -343,3 +343,23 @@ def test_the_library_writes_to_a_bucket(
                               on_result=lambda r: seen.append(r.status))
     assert (summary.ok, seen) == (3, ["ok"] * 3)
     assert len(bodies(moto.client(), bucket, "lib/")) == 3
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("-o", "s3://b1k/p", "--manifest", "s3://b1k/m.jsonl"), "--manifest takes a local file"),
+    (("-o", "s3://b1k/p", "--summary-json", "s3://b1k/s.json"),
+     "--summary-json takes a local file"),
+    (("-o", "plain-folder", "--state", "st"), "--state goes with --out s3://"),
+    (("-o", "s3://x/p",), "not a bucket name: 'x'"),
+])
+def test_bucket_options_that_cannot_work_are_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...], says: str,
+) -> None:
+    """Nothing is written under a folder named 's3:' and nothing is fetched."""
+    proc = subprocess.run(bulkfetch_cmd(str(write_list(tmp_path / "u", ["http://127.0.0.1:9/"])),
+                                        *args), capture_output=True, text=True, cwd=tmp_path,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("bulkfetch: error: ") and says in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u"]

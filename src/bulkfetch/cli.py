@@ -246,6 +246,10 @@ def fetch(
     shard_ = None
     if shard is not None:
         shard_ = shards.parse(shard, by=shard_by, count=shard_count, env=os.environ)
+    for flag, given in (("--manifest", manifest), ("--summary-json", summary_json)):
+        if given is not None and str(given).startswith("s3:"):
+            raise UsageError(f"{flag} takes a local file; with --out s3://BUCKET/PREFIX the "
+                             "manifest and state go to PREFIX/.bulkfetch/ in the bucket")
     root, bucket, state_in_bucket = api.resolve_out(out, state)
     settings = Settings(
         sources=tuple(sources),
