@@ -25,6 +25,7 @@ _SEGMENT_MAX_BYTES = 255
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 _EXT = re.compile(r"\.[A-Za-z0-9]{1,10}$")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_HOSTS_KEPT = 10_000
 
 
 def digest(text: str) -> bytes:
@@ -67,13 +68,17 @@ def _truncate_utf8(text: str, limit: int) -> str:
     return text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
 
 
-def auto_path(url: URL, url_digest: bytes) -> SafeRelPath:
-    """The output path that depends only on the URL."""
+def host_folder(url: URL) -> str:
+    """The folder of a URL's host under --out: `host`, or `host_PORT` for another port."""
     host = _clean((url.raw_host or "").replace(":", "-")) or "_"
-    if not url.is_default_port():
-        host = f"{host}_{url.explicit_port}"
+    return host if url.is_default_port() else f"{host}_{url.explicit_port}"
+
+
+def auto_path(url: URL, url_digest: bytes, host: str | None = None) -> SafeRelPath:
+    """The output path that depends only on the URL (`host`: its `host_folder`, if known)."""
+    host = host or host_folder(url)
     last = url.raw_path.rstrip("/").rsplit("/", 1)[-1]
-    leaf = _clean(urllib.parse.unquote(last)) or "index"
+    leaf = _clean(urllib.parse.unquote(last) if "%" in last else last) or "index"
     match = _EXT.search(leaf)
     stem, ext = (leaf[: match.start()], match.group()) if match and match.start() else (leaf, "")
     stem = _truncate_utf8(stem, _STEM_MAX_BYTES)
@@ -131,6 +136,8 @@ class Planner:
         self._variants = DigestSet(16)
         self._reported: set[bytes] = set()  # URLs whose repeats were reported (rare)
         self._reserved = reserved
+        # (scheme, host, port) -> (host_folder, host_key): a list has few hosts and many URLs.
+        self._hosts: dict[tuple[str, str | None, int | None], tuple[str, str]] = {}
 
     def plan(self, line: UrlLine) -> Job | Rejected | Repeat | None:
         """A job or a rejection; for a URL already planned, None (the first line wins), or a
@@ -163,16 +170,25 @@ class Planner:
         if checksum is not None and not _SHA256_HEX.fullmatch(checksum):
             error = f"{line.where}: not a sha256 (64 hex digits): {line.sha256!r}"
             return Rejected(line.where, line.url, error)
+        folder, host = self._host(url)
         if line.name is None:
-            path = auto_path(url, url_digest)
+            path = auto_path(url, url_digest, folder)
         else:
             try:
                 path = self._claim(check_name(line.name))
             except ValueError as exc:
                 return Rejected(line.where, line.url, f"{line.where}: NAME {line.name!r} {exc}")
         return Job(
-            where=line.where, url=line.url, path=path, host=host_key(url), sha256=checksum
+            where=line.where, url=line.url, path=path, host=host, sha256=checksum
         )
+
+    def _host(self, url: URL) -> tuple[str, str]:
+        key = (url.scheme, url.raw_host, url.explicit_port)
+        if (known := self._hosts.get(key)) is None:
+            if len(self._hosts) >= _HOSTS_KEPT:  # a list of a million hosts: memory stays flat
+                self._hosts.clear()
+            known = self._hosts[key] = (host_folder(url), host_key(url))
+        return known
 
     def _claim(self, path: SafeRelPath) -> SafeRelPath:
         """Reserve a NAME so that no other NAME is the same file or needs it as a folder."""

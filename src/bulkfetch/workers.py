@@ -188,6 +188,7 @@ class ProcessExecutor:
 
     def __init__(self, children: list[_Child], engine: Engine, observer: Observer) -> None:
         self._children = children
+        self._free = sum(c.credit for c in children)  # free slots of the living workers
         self._engine = engine
         self._observer = observer
         self._flush_scheduled = False
@@ -198,11 +199,12 @@ class ProcessExecutor:
         self.stopping = False  # the pipes down are closed: workers exit as they should
 
     def room(self) -> bool:
-        return any(c.alive and c.credit > 0 for c in self._children)
+        return self._free > 0
 
     def start(self, ticket: Ticket) -> None:
         child = max((c for c in self._children if c.alive), key=lambda c: c.credit)
         child.credit -= 1
+        self._free -= 1
         child.running[ticket.id] = ticket
         child.outbox.append(ticket)
         if not self._flush_scheduled:
@@ -241,6 +243,7 @@ class ProcessExecutor:
             case Ended(id=key) if key in child.running:
                 child.ended.add(key)
                 child.credit += 1
+                self._free += 1
                 self._engine.ended(child.running[key])
             case Settled(id=key, attempt=attempt) if key in child.running:
                 child.ended.discard(key)
@@ -252,6 +255,7 @@ class ProcessExecutor:
         """The worker's pipe closed: it has exited. What it had not settled goes back."""
         asyncio.get_running_loop().remove_reader(child.up)
         child.alive = False
+        self._free -= child.credit
         self.gone.set()
         lost = list(child.running.values())
         child.running.clear()
@@ -421,6 +425,7 @@ class _Link:
         self._out: list[Message] = []
         self._ids: dict[str, int] = {}  # a job's URL -> its ticket id, while it runs here
         self._bytes: dict[int, int] = {}
+        self._answered: dict[int, int | None] = {}  # responded since the last flush: lengths
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
         self._gone = False
