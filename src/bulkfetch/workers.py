@@ -8,7 +8,7 @@ limit holds exactly whatever N is, and a list read from a pipe works too.
 
     parent ── tickets ──► worker i: its own loop, one session, connector limit = semaphore =
        ▲                            its share of --concurrency; bodies to disk, atomically
-       └──── Ended / Progress / Settled / Crashed (typed messages, batched per loop turn)
+       └──── ENDED / PROGRESS / SETTLED / CRASHED rows (wire.py), batched per loop turn
 
 A ticket goes to the worker with the most free slots (credit), so a worker busy with big
 bodies gets fewer new ones. A worker that dies is noticed when its pipe closes; what it had in
@@ -26,20 +26,18 @@ import fcntl
 import gc
 import math
 import os
-import pickle
 import signal
-import struct
 import sys
 import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bulkfetch import client
+from bulkfetch import client, wire
 from bulkfetch.errors import EXIT_INTERNAL, WorkerFailed
 from bulkfetch.events import Observer
-from bulkfetch.models import Attempt, Job, Result, Settings, Ticket, Wire
+from bulkfetch.models import Job, Result, Settings, Ticket
 from bulkfetch.writers import Writers, write_all
 
 if TYPE_CHECKING:
@@ -47,7 +45,6 @@ if TYPE_CHECKING:
 
 MAX_WORKERS = 4  # by default; four did no better than two on two cores
 STOP_WAIT_S = 10.0  # how long the parent waits for stopped workers to report their last
-_FRAME = struct.Struct("!I")
 _PIPE_BYTES = 1 << 20
 _PR_SET_PDEATHSIG = 1
 
@@ -81,43 +78,6 @@ def cores() -> int:
 def share(total: int, index: int, count: int) -> int:
     """Worker `index`'s part of a whole limit; the parts add up to the whole."""
     return total // count + (index < total % count)
-
-
-# The messages a worker sends up.
-
-
-@dataclass(frozen=True, slots=True)
-class Ended(Wire):
-    """The ticket's request no longer holds its slot."""
-
-    id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Progress(Wire):
-    """Body bytes received since the last message (and the announced length, once)."""
-
-    id: int
-    received: int
-    content_length: int | None = None
-    responded: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Settled(Wire):
-    id: int
-    attempt: Attempt
-
-
-@dataclass(frozen=True, slots=True)
-class Crashed(Wire):
-    """A bug in the worker: its traceback, for the parent to raise."""
-
-    error: str
-    traceback: str
-
-
-Message = Ended | Progress | Settled | Crashed
 
 
 class WorkerBug(Exception):
@@ -193,7 +153,7 @@ class ProcessExecutor:
         self._observer = observer
         self._flush_scheduled = False
         self._main = asyncio.current_task()
-        self.crashed: Crashed | None = None
+        self.crashed: tuple[str, str] | None = None  # a worker's bug: error, traceback
         self.failure: WorkerFailed | None = None
         self.gone = asyncio.Event()  # a worker has exited
         self.stopping = False  # the pipes down are closed: workers exit as they should
@@ -216,10 +176,9 @@ class ProcessExecutor:
         for child in self._children:
             if child.outbox and child.alive:
                 tickets, child.outbox = child.outbox, []
-                body = pickle.dumps(tickets, protocol=pickle.HIGHEST_PROTOCOL)
                 # A worker that died is noticed by its pipe up; its tickets go back then.
                 with contextlib.suppress(BrokenPipeError):
-                    write_all(child.down, [_FRAME.pack(len(body)), body])
+                    write_all(child.down, wire.frame([wire.ticket_out(t) for t in tickets]))
 
     def on_readable(self, child: _Child) -> None:
         try:
@@ -230,26 +189,32 @@ class ProcessExecutor:
             self._gone(child)
             return
         child.buffer += block
-        for message in _frames(child.buffer):
-            self._handle(child, message)
+        for row in wire.unframe(child.buffer):
+            self._handle(child, row)
 
-    def _handle(self, child: _Child, message: Message) -> None:
-        match message:
-            case Progress(id=key) if (ticket := child.running.get(key)) is not None:
-                if message.responded:
-                    self._observer.responded(ticket.job, message.content_length)
-                if message.received:
-                    self._observer.received(ticket.job, message.received)
-            case Ended(id=key) if key in child.running:
-                child.ended.add(key)
-                child.credit += 1
-                self._free += 1
-                self._engine.ended(child.running[key])
-            case Settled(id=key, attempt=attempt) if key in child.running:
-                child.ended.discard(key)
-                self._engine.settle(child.running.pop(key), attempt)
-            case Crashed():
-                self.crashed = message
+    def _handle(self, child: _Child, row: wire.Row) -> None:
+        kind = row[0]
+        if kind == wire.CRASHED:
+            self.crashed = (row[1], row[2])
+            return
+        key = row[1]
+        if (ticket := child.running.get(key)) is None:
+            return
+        if kind == wire.PROGRESS:
+            _, _, nbytes, length, responded = row
+            if responded:
+                self._observer.responded(ticket.job, length)
+            if nbytes:
+                self._observer.received(ticket.job, nbytes)
+        elif kind == wire.ENDED:
+            child.ended.add(key)
+            child.credit += 1
+            self._free += 1
+            self._engine.ended(ticket)
+        elif kind == wire.SETTLED:
+            child.ended.discard(key)
+            del child.running[key]
+            self._engine.settle(ticket, wire.attempt_in(row))
 
     def _gone(self, child: _Child) -> None:
         """The worker's pipe closed: it has exited. What it had not settled goes back."""
@@ -292,8 +257,9 @@ async def _running(executor: ProcessExecutor) -> AsyncIterator[ProcessExecutor]:
         await _stop(executor)
     failure: Exception | None = executor.failure
     if executor.crashed is not None:
-        failure = WorkerBug(f"in a worker process: {executor.crashed.error}")
-        failure.add_note(f"The worker's traceback:\n{executor.crashed.traceback}")
+        error, trace = executor.crashed
+        failure = WorkerBug(f"in a worker process: {error}")
+        failure.add_note(f"The worker's traceback:\n{trace}")
     if failure is not None:
         raise failure
 
@@ -320,20 +286,6 @@ async def _stop(executor: ProcessExecutor) -> None:
                 os.kill(child.pid, signal.SIGKILL)
 
 
-def _frames(buffer: bytearray) -> list[Any]:
-    """Whole frames off the front of `buffer`: each a pickled list, its items returned."""
-    messages: list[Any] = []
-    start = 0
-    while len(buffer) - start >= _FRAME.size:
-        (size,) = _FRAME.unpack_from(buffer, start)
-        if len(buffer) - start - _FRAME.size < size:
-            break
-        messages += pickle.loads(buffer[start + _FRAME.size : start + _FRAME.size + size])
-        start += _FRAME.size + size
-    del buffer[:start]
-    return messages
-
-
 # The worker side.
 
 
@@ -351,7 +303,7 @@ def _worker(
         try:
             asyncio.run(_serve(settings, extras, down, link, limit))
         except BaseException as exc:
-            link.send(Crashed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            link.send((wire.CRASHED, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
             code = EXIT_INTERNAL
         link.flush()
     except BaseException:
@@ -391,8 +343,9 @@ async def _serve(
         ):
             async def attempt(ticket: Ticket) -> None:
                 link.begin(ticket)
-                got = await fetcher.attempt(ticket, ended=lambda: link.send(Ended(ticket.id)))
-                link.send(Settled(ticket.id, got))
+                got = await fetcher.attempt(
+                    ticket, ended=lambda: link.send((wire.ENDED, ticket.id)))
+                link.send(wire.settled(ticket.id, got))
                 link.end(ticket)
 
             def on_readable() -> None:
@@ -403,8 +356,8 @@ async def _serve(
                         closed.set_result(None)
                     return
                 buffer.extend(block)
-                for ticket in _frames(buffer):
-                    group.create_task(attempt(ticket))
+                for row in wire.unframe(buffer):
+                    group.create_task(attempt(wire.ticket_in(row)))
 
             loop.add_reader(down, on_readable)
             link.start(loop)
@@ -422,7 +375,7 @@ class _Link:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._out: list[Message] = []
+        self._out: list[wire.Row] = []
         self._ids: dict[str, int] = {}  # a job's URL -> its ticket id, while it runs here
         self._bytes: dict[int, int] = {}
         self._answered: dict[int, int | None] = {}  # responded since the last flush: lengths
@@ -439,8 +392,8 @@ class _Link:
     def end(self, ticket: Ticket) -> None:
         self._ids.pop(ticket.job.url, None)
 
-    def send(self, message: Message) -> None:
-        self._out.append(message)
+    def send(self, row: wire.Row) -> None:
+        self._out.append(row)
         self._soon()
 
     def _soon(self) -> None:
@@ -450,14 +403,13 @@ class _Link:
 
     def flush(self) -> None:
         self._scheduled = False
-        progress: list[Message] = [Progress(i, n) for i, n in self._bytes.items()]
+        progress = [(wire.PROGRESS, i, n, None, False) for i, n in self._bytes.items()]
         self._bytes.clear()
         out, self._out = [*progress, *self._out], []
         if not out or self._gone:
             return
-        body = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            write_all(self._fd, [_FRAME.pack(len(body)), body])
+            write_all(self._fd, wire.frame(out))
         except BrokenPipeError:  # the parent is gone: its pipe down closes too, and we stop
             self._gone = True
 
@@ -465,7 +417,7 @@ class _Link:
 
     def responded(self, job: Job, content_length: int | None) -> None:
         if (key := self._ids.get(job.url)) is not None:
-            self._out.append(Progress(key, 0, content_length, responded=True))
+            self._out.append((wire.PROGRESS, key, 0, content_length, True))
             self._soon()
 
     def received(self, job: Job, nbytes: int) -> None:
