@@ -77,10 +77,10 @@ class Hops:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """The final answer for `url`, after at most --max-redirects hops. `headers` (the
         conditions, Range) go with every hop."""
-        hop = as_listed(url)
-        home = hop.origin()
+        listed = hop = as_listed(url)
         for _ in range(self._max_redirects + 1):
-            at_home = hop.origin() == home
+            # Only a redirect can leave the listed origin (origin() builds a URL: not per file).
+            at_home = hop is listed or hop.origin() == listed.origin()
             sent = self._home_headers if at_home else self._away_headers
             if headers:
                 sent = CIMultiDict(sent)
