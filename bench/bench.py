@@ -214,22 +214,28 @@ def command(tool: str, urls: Path, out: Path, concurrency: int = CONCURRENCY,
 def run_once(tool: str, urls: Path, out: Path, **options: object) -> Run:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    # GNU time measures the tool: a child forked from this (large) process would report this
-    # process's memory at fork time as its own peak. Its %M is the largest single process;
-    # %U and %S include the processes the tool waited for (bulkfetch's workers).
+    return timed(tool, command(tool, urls, out, **options))  # type: ignore[arg-type]
+
+
+def timed(name: str, cmd: list[str], env: dict[str, str] | None = None) -> Run:
+    """Run `cmd` to its end under GNU time, sampling its processes' memory meanwhile.
+
+    GNU time measures the tool: a child forked from this (large) process would report this
+    process's memory at fork time as its own peak. Its %M is the largest single process;
+    %U and %S include the processes the tool waited for (bulkfetch's workers).
+    """
     stats = WORK / "time.txt"
     began = time.perf_counter()
-    proc = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", str(stats),
-                             *command(tool, urls, out, **options)],  # type: ignore[arg-type]
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", str(stats), *cmd],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     memory = TreeMemory(proc.pid)
     proc.wait()
     wall = time.perf_counter() - began
     pss = memory.stop()
     if proc.returncode != 0:
-        raise SystemExit(f"{tool} exited {proc.returncode}")
+        raise SystemExit(f"{name} exited {proc.returncode}")
     user, system, rss_kb = stats.read_text().split()[-3:]
-    return Run(tool, wall, float(user) + float(system), int(rss_kb) / 1024, pss)
+    return Run(name, wall, float(user) + float(system), int(rss_kb) / 1024, pss)
 
 
 def verify(out: Path, count: int, size: int) -> None:

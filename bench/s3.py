@@ -16,10 +16,8 @@ import datetime
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -56,21 +54,8 @@ def lists() -> dict[str, tuple[Path, int, int]]:
 
 
 def run(urls: Path, out: str, env: dict[str, str], *args: str) -> bench.Run:
-    stats = bench.WORK / "time.txt"
-    began = time.perf_counter()
-    proc = subprocess.Popen(
-        ["/usr/bin/time", "-f", "%U %S %M", "-o", str(stats), sys.executable, "-m", "bulkfetch",
-         str(urls), "-o", out, "-q", "--no-progress", *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    memory = bench.TreeMemory(proc.pid)
-    proc.wait()
-    wall = time.perf_counter() - began
-    pss = memory.stop()
-    if proc.returncode != 0:
-        raise SystemExit(f"bulkfetch into {out} exited {proc.returncode}")
-    user, system, rss_kb = stats.read_text().split()[-3:]
-    return bench.Run(out.split(":")[0], wall, float(user) + float(system), int(rss_kb) / 1024,
-                     pss)
+    return bench.timed(out.split(":")[0], [sys.executable, "-m", "bulkfetch", str(urls), "-o",
+                                            out, "-q", "--no-progress", *args], env)
 
 
 def empty(moto: MotoServer, prefix: str) -> None:
