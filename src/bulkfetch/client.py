@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from http.cookies import Morsel
 
@@ -22,7 +22,7 @@ from bulkfetch.creds import Credentials
 from bulkfetch.events import Observer
 from bulkfetch.fetcher import CHUNK_BYTES, MAX_HEADER_BYTES, Fetcher
 from bulkfetch.hops import Hops
-from bulkfetch.models import Refetch, Settings
+from bulkfetch.models import Refetch, Resume, Settings
 from bulkfetch.sink import Sink, Target
 from bulkfetch.writers import Writers
 
@@ -67,6 +67,14 @@ async def target(settings: Settings, writers: Writers, *, limit: int) -> AsyncIt
     async with s3.client(pool=limit) as s3_client:
         yield objects.BucketSink(settings.bucket, s3_client, budget=objects.Budget(
             objects.BUDGET_BYTES), replace=settings.refetch is Refetch.FORCE)
+
+
+def resume_finder(settings: Settings, writers: Writers) -> Callable[[str], Resume | None]:
+    """What an earlier run kept of a URL's body (the intake asks, on its thread): a folder's
+    partials; nothing for a bucket, whose cut-off uploads are aborted."""
+    if settings.bucket is not None:
+        return lambda url: None
+    return Sink(settings.out, writers, tag=shards.tag(settings.shard)).find_resume
 
 
 def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSession:

@@ -24,7 +24,7 @@ from bulkfetch.manifest import Manifest
 from bulkfetch.models import Job, Result, Settings, Status, Summary, Validators
 from bulkfetch.plan import Planner
 from bulkfetch.retry import RetryPolicy
-from bulkfetch.sink import PARTIAL_DIR, Target
+from bulkfetch.sink import PARTIAL_DIR
 from bulkfetch.state import StateReader, StateWriter
 from bulkfetch.writers import Writers
 
@@ -219,8 +219,7 @@ async def _fetch_all(
             files = settings.out if settings.bucket is None else None
             try:
                 async with (
-                    client.target(settings, writers, limit=settings.concurrency) as sink,
-                    _executor(settings, extras, sink, engine, observer, pool) as executor,
+                    _executor(settings, extras, writers, engine, observer, pool) as executor,
                 ):
                     intake = Intake(
                         sources,
@@ -228,7 +227,7 @@ async def _fetch_all(
                         shard=settings.shard,
                         state=functools.partial(StateReader, state_path, files),
                         refetch=settings.refetch,
-                        find_resume=sink.find_resume,
+                        find_resume=client.resume_finder(settings, writers),
                     )
                     broken = await engine.run(intake, executor)
             except asyncio.CancelledError:
@@ -244,7 +243,7 @@ async def _fetch_all(
 async def _executor(
     settings: Settings,
     extras: client.Extras,
-    sink: Target,
+    writers: Writers,
     engine: Engine,
     observer: Observer,
     pool: workers.Pool | None,
@@ -255,6 +254,7 @@ async def _executor(
         return
     limit = settings.concurrency
     async with (
+        client.target(settings, writers, limit=limit) as sink,
         client.fetcher(settings, extras, sink, observer, limit=limit) as fetcher,
         local_executor(fetcher, limit, engine) as local,
     ):
