@@ -363,3 +363,33 @@ def test_bucket_options_that_cannot_work_are_one_line_and_exit_2(
     assert proc.stderr.startswith("bulkfetch: error: ") and says in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["u"]
+
+
+def test_shards_into_one_bucket_then_report_on_their_state(
+    moto: MotoServer, bucket: str, server: Server, tmp_path: Path,
+) -> None:
+    """Two shards, each its own pod, one prefix: every body lands once, each shard's manifest
+    and done marker are in the bucket, and `report` on a copy of PREFIX/.bulkfetch/ (as
+    `aws s3 sync` makes it) says the run is complete."""
+    urls = [server.url_on(host, path) for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+            for path in (f"/bytes/{1000 + i}" for i in range(4))]
+    listed = str(write_list(tmp_path / "u", urls))
+    for index in (0, 1):
+        proc = run(moto, tmp_path / f"pod{index}", listed, "-o", f"s3://{bucket}/sh",
+                   "--shard", f"{index}/2")
+        assert proc.returncode == 0, proc.stderr
+    client = moto.client()
+    assert len(bodies(client, bucket, "sh/")) == len(urls)
+    copy = tmp_path / "copy"
+    for key, data in objects(client, bucket, f"sh/{STATE}").items():
+        target = copy / key[len("sh/"):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    assert {p.name for p in (copy / STATE / "shards").iterdir()} == {"0-of-2", "1-of-2"}
+    proc = subprocess.run(bulkfetch_cmd("report", str(copy)), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(urls)} ok" in proc.stderr.replace(",", "")
+    refused = subprocess.run(bulkfetch_cmd("report", f"s3://{bucket}/sh"), capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 2 and "report reads a folder" in refused.stderr

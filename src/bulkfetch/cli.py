@@ -425,6 +425,9 @@ def report(
 ) -> int:
     """One summary of every shard in OUT: counts, bytes, failures, shards missing or
     unfinished. Exit 0 only when every shard is done and nothing failed."""
+    if str(out).startswith("s3:"):
+        raise UsageError("report reads a folder: copy the bucket's PREFIX/.bulkfetch/ down "
+                         "first (aws s3 sync s3://BUCKET/PREFIX/.bulkfetch OUT/.bulkfetch)")
     found = report_.gather(out)
     for line in report_.lines(found):
         _say(line)
