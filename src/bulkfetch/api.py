@@ -122,7 +122,11 @@ async def fetch_async(
     with contextlib.ExitStack() as stack:
         # On a thread: with a bucket, these fetch and put the state over a loop of their own.
         opened = await asyncio.to_thread(_open_all, sources, settings, stack, layout)
-        summary = await runner.run_async(settings, opened, Quiet(on_result), extras=extras)
+        try:
+            summary = await runner.run_async(settings, opened, Quiet(on_result), extras=extras)
+        except BaseException:
+            await asyncio.to_thread(_put_back, settings, layout, quietly=True)
+            raise
         await asyncio.to_thread(_finish, settings, layout, summary)
     return summary
 
@@ -208,8 +212,12 @@ def execute(
     layout = Layout.of(settings.out, settings.shard)
     with contextlib.ExitStack() as stack:
         opened = _open_all(sources, settings, stack, layout)
-        summary = runner.run(settings, opened, observer, companion=companion, extras=extras,
-                             processes=processes)
+        try:
+            summary = runner.run(settings, opened, observer, companion=companion,
+                                 extras=extras, processes=processes)
+        except BaseException:
+            _put_back(settings, layout, quietly=True)
+            raise
         _finish(settings, layout, summary)
     return summary
 
@@ -239,10 +247,22 @@ def _finish(settings: Settings, layout: Layout, summary: Summary) -> None:
     marker put there, even after a signal."""
     if settings.shard is not None and summary.interrupted_by is None:
         mark_done(layout.done, settings.shard, summary)
-    if settings.bucket is not None and settings.state_in_bucket:
-        from bulkfetch import s3
+    _put_back(settings, layout)
 
+
+def _put_back(settings: Settings, layout: Layout, *, quietly: bool = False) -> None:
+    """With the state in the bucket: the state, the manifest and a shard's marker go back
+    there, whatever ended the run (a list that broke off, a worker's bug): what finished is
+    in the state. `quietly`: another error is on its way, and it is the one to report."""
+    if settings.bucket is None or not settings.state_in_bucket:
+        return
+    from bulkfetch import s3
+
+    try:
         s3.push_state(settings.bucket, settings.out, layout, settings.manifest)
+    except s3.StoreError:
+        if not quietly:
+            raise
 
 
 def mark_done(path: Path, shard: Shard, summary: Summary) -> None:
