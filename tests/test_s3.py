@@ -77,14 +77,15 @@ def test_small_and_100mb_bodies_land_whole_with_their_sha256(
     """Each object holds the body the manifest describes; its sha256 and source URL are
     stored with it (metadata for one PUT, a tag for a multipart one); no upload is left open."""
     small = served(server, 20)
+    medium = server.url("/bytes/3000000")  # one PUT, hashed on a thread
     big = server.url(f"/big/{100 * 1024 * 1024}")
-    urls = write_list(tmp_path / "urls.txt", [*small, big])
+    urls = write_list(tmp_path / "urls.txt", [*small, medium, big])
     proc = run(moto, tmp_path / "pod", str(urls), "-o", f"s3://{bucket}/crawl/day1", "-c", "8")
     assert proc.returncode == 0, proc.stderr
     client = moto.client()
     rows = manifest_in(client, bucket, "crawl/day1/")
     landed = bodies(client, bucket, "crawl/day1/")
-    assert len(rows) == 21 and set(landed) == {row["path"] for row in rows.values()}
+    assert len(rows) == 22 and set(landed) == {row["path"] for row in rows.values()}
     for url, row in rows.items():
         data = landed[row["path"]]
         assert row["status"] == "ok" and row["bytes"] == len(data)

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 PART_BYTES = 8 * 1024 * 1024  # S3: at least 5 MiB a part but the last, at most 10,000 parts
 MAX_PARTS = 10_000
 BUDGET_BYTES = 256 * 1024 * 1024
-MAX_METADATA_URL = 1024  # S3 takes 2 KB of user metadata in all
+MAX_METADATA_URL = 1024
+INLINE_HASH_BYTES = 256 * 1024  # S3 takes 2 KB of user metadata in all
 
 
 class Budget:
@@ -130,7 +131,7 @@ class PendingObject:
             if self._upload_id is not None and self._buffered:
                 await self._send_part()
             elif self._upload_id is None:
-                self._hash.update(b"".join(self._chunks))
+                await self._hash_whole()
             digest = self._hash.hexdigest()
             if expect_sha256 is not None and digest != expect_sha256:
                 raise ChecksumMismatch(
@@ -153,6 +154,15 @@ class PendingObject:
             await settle(asyncio.ensure_future(self._abort(upload_id)), defer_cancel=True)
         self._release()
         return None
+
+    async def _hash_whole(self) -> None:
+        """The sha256 of a one-PUT body: on a thread past INLINE_HASH_BYTES (8 MiB is 20 ms,
+        a stall of every transfer of this loop)."""
+        self._chunks = [data := b"".join(self._chunks)]  # joined once: the PUT sends it as is
+        if len(data) <= INLINE_HASH_BYTES:
+            self._hash.update(data)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self._hash.update, data)
 
     def _release(self) -> None:
         held, self._held = self._held, 0
