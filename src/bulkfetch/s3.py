@@ -177,11 +177,14 @@ async def _pull(key: str, bucket: Bucket, path: Path) -> None:
             if status_of(exc) == 404:
                 return  # a first run
             raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.part")
+        # Streamed to the file (a million URLs' state is ~150 MB); nothing else runs on this
+        # loop yet, so its writes may block it.
         async with got["Body"] as body:
-            data = await body.read()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.part")
-    temp.write_bytes(data)
+            with temp.open("wb") as file:
+                async for chunk in body.iter_chunks(1 << 20):
+                    file.write(chunk)
     os.replace(temp, path)
 
 
@@ -213,4 +216,5 @@ def _snapshot(state: Path) -> Path:
 async def _push(files: dict[str, Path], bucket: Bucket) -> None:
     async with client() as s3:
         for key, path in files.items():
-            await s3.put_object(Bucket=bucket.name, Key=key, Body=path.read_bytes())
+            with path.open("rb") as body:  # streamed: a million lines' manifest is 400 MB
+                await s3.put_object(Bucket=bucket.name, Key=key, Body=body)
