@@ -191,25 +191,26 @@ async def _pull(key: str, bucket: Bucket, path: Path) -> None:
 def push_state(bucket: Bucket, out: Path, layout: Layout, manifest: Path) -> None:
     """The state, the manifest and a shard's done marker, into the bucket beside the bodies:
     each a whole object, or the one before it stays."""
-    files = {"state.sqlite": _snapshot(layout.state), "manifest.jsonl": manifest,
-             "done.json": layout.done}
+    snapshot = layout.state.with_name(f".{layout.state.name}.upload")
     try:
+        files = {"state.sqlite": _snapshot(layout.state, snapshot), "manifest.jsonl": manifest,
+                 "done.json": layout.done}
         asyncio.run(_push({_key(bucket, layout, out, name): path
                            for name, path in files.items() if path.is_file()}, bucket))
-    except Exception as exc:
+    except Exception as exc:  # botocore, the network, or SQLite
         raise StoreError(f"could not put the state and manifest in {bucket}: "
                          f"{describe(exc)[0]}; the manifest is at {str(manifest)!r}") from exc
+    finally:
+        snapshot.unlink(missing_ok=True)
 
 
-def _snapshot(state: Path) -> Path:
-    """The state as one file (WAL folded in), by SQLite's own backup."""
-    copy = state.with_name(f".{state.name}.upload")
-    if not state.is_file():
-        return copy
+def _snapshot(state: Path, copy: Path) -> Path:
+    """The state as one file (WAL folded in), by SQLite's own backup; none if there is none."""
     copy.unlink(missing_ok=True)
-    with contextlib.closing(sqlite3.connect(state)) as src, \
-            contextlib.closing(sqlite3.connect(copy)) as dst:
-        src.backup(dst)
+    if state.is_file():
+        with contextlib.closing(sqlite3.connect(state)) as src, \
+                contextlib.closing(sqlite3.connect(copy)) as dst:
+            src.backup(dst)
     return copy
 
 
