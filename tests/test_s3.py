@@ -394,3 +394,23 @@ def test_shards_into_one_bucket_then_report_on_their_state(
     refused = subprocess.run(bulkfetch_cmd("report", f"s3://{bucket}/sh"), capture_output=True,
                              text=True, timeout=60)
     assert refused.returncode == 2 and "report reads a folder" in refused.stderr
+
+
+def test_an_endpoint_nobody_answers_is_one_line_and_exit_2(
+    moto: MotoServer, server: Server, tmp_path: Path,
+) -> None:
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    proc = run(moto, tmp_path / "pod", str(write_list(tmp_path / "u", served(server, 1))),
+               "-o", "s3://b1k/p", env=moto.env(TMPDIR=str(tmp_path), AWS_ENDPOINT_URL=dead))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"bulkfetch: error: --out s3://b1k/p/: cannot reach {dead}/b1k"
+    assert server.stats.paths == []
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
