@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bulkfetch.workers import MAX_WORKERS, cores
+from bulkfetch.schedule.workers import MAX_WORKERS, cores
 
 CHUNK_BYTES = 256 * 1024
 

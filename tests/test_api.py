@@ -11,7 +11,7 @@ import pytest
 
 import bulkfetch
 from bulkfetch.errors import LockedOut, UsageError
-from bulkfetch.lock import hold
+from bulkfetch.store.lock import hold
 from tests.helpers import MANIFEST, assert_tidy, read_manifest, write_list
 from tests.server import Server, body
 

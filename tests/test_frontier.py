@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from bulkfetch.frontier import Frontier
 from bulkfetch.models import Job, SafeRelPath, Ticket
+from bulkfetch.schedule.frontier import Frontier
 
 _ids = itertools.count()
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bulkfetch import manifest as manifest_module
-from bulkfetch.manifest import Manifest
 from bulkfetch.models import Status
-from bulkfetch.redact import redacted_result
-from bulkfetch.writers import Writers
+from bulkfetch.show.redact import redacted_result
+from bulkfetch.store import manifest as manifest_module
+from bulkfetch.store.manifest import Manifest
+from bulkfetch.store.threads import Writers
 from tests.helpers import read_manifest
 
 

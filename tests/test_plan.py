@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bulkfetch.lists.plan import Planner, Rejected, Repeat, auto_path, check_name, digest, parse_url
 from bulkfetch.models import Job, UrlLine
-from bulkfetch.plan import Planner, Rejected, Repeat, auto_path, check_name, digest, parse_url
 
 
 @pytest.mark.parametrize(("text", "ok"), [

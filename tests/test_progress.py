@@ -7,11 +7,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bulkfetch.board import Board, Snapshot
-from bulkfetch.live import render_table, summary_table
 from bulkfetch.models import Job, Result, SafeRelPath, Status, Summary
-from bulkfetch.progress import human_bytes, human_duration, status_line, summary_lines, total
-from bulkfetch.redact import redacted_result
+from bulkfetch.show.board import Board, Snapshot
+from bulkfetch.show.display import human_bytes, human_duration, status_line, summary_lines, total
+from bulkfetch.show.live import render_table, summary_table
+from bulkfetch.show.redact import redacted_result
 
 
 class Clock:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bulkfetch.http.ranges import ContentRange, Mismatch, continuation, if_range_validator
+from bulkfetch.http.ranges import parse_content_range as parse
 from bulkfetch.models import Resume
-from bulkfetch.ranges import ContentRange, Mismatch, continuation, if_range_validator
-from bulkfetch.ranges import parse_content_range as parse
 
 OLD = "Sun, 01 Nov 2026 00:00:00 GMT"
 NOW = "Wed, 02 Dec 2026 20:00:00 GMT"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bulkfetch.models import Attempt, Failure
-from bulkfetch.retry import RetryPolicy, Verdict, parse_retry_after
+from bulkfetch.schedule.retry import RetryPolicy, Verdict, parse_retry_after
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 

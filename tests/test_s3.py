@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
-from bulkfetch import s3
 from bulkfetch.errors import UsageError
 from bulkfetch.models import Bucket
-from bulkfetch.objects import Budget
+from bulkfetch.store import s3
+from bulkfetch.store.bucket import Budget
 from tests.helpers import bulkfetch_cmd, wait_for, write_list
 from tests.s3server import SECRET, MotoServer, objects, open_uploads
 from tests.server import Server
@@ -312,8 +312,8 @@ class _NoConditionalWrites:
 
 def test_a_store_without_conditional_writes_gets_plain_puts() -> None:
     from bulkfetch.models import SafeRelPath
-    from bulkfetch.objects import BucketSink
-    from bulkfetch.sink import Body
+    from bulkfetch.store.bucket import BucketSink
+    from bulkfetch.store.sink import Body
 
     async def main() -> list[bool]:
         store = _NoConditionalWrites()

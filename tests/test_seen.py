@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bulkfetch.plan import digest
-from bulkfetch.seen import DigestSet
+from bulkfetch.lists.plan import digest
+from bulkfetch.lists.seen import DigestSet
 
 
 def test_add_and_contains_across_growth() -> None:

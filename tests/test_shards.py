@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bulkfetch.errors import UsageError
+from bulkfetch.lists.shards import keeps, owner, parse
 from bulkfetch.models import Job, SafeRelPath, Shard, ShardBy
-from bulkfetch.shards import keeps, owner, parse
 from tests.helpers import bulkfetch_cmd, cli_env, read_manifest, run_cli, wait_for, write_list
 from tests.server import OTHER_HOSTS, Server
 
@@ -22,7 +22,8 @@ HOSTS = ("127.0.0.1", *OTHER_HOSTS)
 
 def test_the_owner_of_a_key_is_the_same_in_every_process() -> None:
     """A stable digest: Python's hash() is salted per process, which would split hosts."""
-    code = "from bulkfetch.shards import owner; print([owner(f'h{i}:80', 7) for i in range(50)])"
+    code = ("from bulkfetch.lists.shards import owner; "
+            "print([owner(f'h{i}:80', 7) for i in range(50)])")
     seen = {
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bulkfetch.models import SafeRelPath
-from bulkfetch.sink import FLUSH_BYTES, PendingFile, Sink
-from bulkfetch.writers import Writers
+from bulkfetch.store.sink import FLUSH_BYTES, PendingFile, Sink
+from bulkfetch.store.threads import Writers
 
 
 def with_sink(root: Path, body: Callable[[Sink], Awaitable[None]]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bulkfetch.lists.syntax import parse_line
 from bulkfetch.models import UrlLine
-from bulkfetch.urllist import parse_line
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

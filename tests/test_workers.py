@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bulkfetch.models import Settings
-from bulkfetch.workers import choose, share
+from bulkfetch.schedule.workers import choose, share
 from tests.helpers import (
     MANIFEST,
     assert_cut_off,

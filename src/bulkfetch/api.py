@@ -25,11 +25,10 @@ from typing import Any, TypedDict, Unpack
 
 import orjson
 
-from bulkfetch import client, creds, lock, runner, shards, tls
 from bulkfetch.errors import LockedOut, UsageError
-from bulkfetch.events import Observer
-from bulkfetch.intake import Listed, Source
-from bulkfetch.layout import Layout
+from bulkfetch.http import client, creds, tls
+from bulkfetch.lists import shards
+from bulkfetch.lists.intake import Listed, Source
 from bulkfetch.models import (
     Bucket,
     Job,
@@ -42,6 +41,10 @@ from bulkfetch.models import (
     Timeouts,
     Tls,
 )
+from bulkfetch.schedule import runner
+from bulkfetch.show.events import Observer
+from bulkfetch.store import lock
+from bulkfetch.store.layout import Layout
 
 SourceSpec = str | os.PathLike[str] | Iterable[str | tuple[str, str]]
 
@@ -164,7 +167,7 @@ def resolve_out(out: str, state: Path | None) -> tuple[Path, Bucket | None, bool
         return Path(out), None, False
     if importlib.util.find_spec("aiobotocore") is None:
         raise UsageError(f"--out {out!r} needs the s3 extra: pip install 'bulkfetch[s3]'")
-    from bulkfetch import s3
+    from bulkfetch.store import s3
 
     bucket = s3.parse(out)
     return (state, bucket, False) if state is not None else (s3.workdir(bucket), bucket, True)
@@ -181,7 +184,7 @@ def prepare(settings: Settings) -> client.Extras:
     )
     jar = creds.load_cookies(settings.cookies) if settings.cookies else []
     if settings.bucket is not None:
-        from bulkfetch import s3
+        from bulkfetch.store import s3
 
         s3.check(settings.bucket)
     try:
@@ -236,7 +239,7 @@ def _open_all(
         raise LockedOut(str(exc)) from exc
     layout.done.unlink(missing_ok=True)
     if settings.bucket is not None and settings.state_in_bucket:
-        from bulkfetch import s3
+        from bulkfetch.store import s3
 
         s3.pull_state(settings.bucket, settings.out, layout)
     return opened
@@ -256,7 +259,7 @@ def _put_back(settings: Settings, layout: Layout, *, quietly: bool = False) -> N
     in the state. `quietly`: another error is on its way, and it is the one to report."""
     if settings.bucket is None or not settings.state_in_bucket:
         return
-    from bulkfetch import s3
+    from bulkfetch.store import s3
 
     try:
         s3.push_state(settings.bucket, settings.out, layout, settings.manifest)

@@ -16,9 +16,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from bulkfetch import __version__, api, shards
-from bulkfetch import report as report_
-from bulkfetch import workers as workers_
+from bulkfetch import __version__, api
 from bulkfetch.errors import (
     EXIT_FAILED,
     EXIT_INTERNAL,
@@ -28,10 +26,13 @@ from bulkfetch.errors import (
     BulkfetchError,
     UsageError,
 )
-from bulkfetch.layout import STATE_DIR, Layout
+from bulkfetch.lists import shards
 from bulkfetch.models import Refetch, Settings, ShardBy, Summary, Timeouts, Tls
-from bulkfetch.printable import printable
-from bulkfetch.progress import Display, DisplaySettings, Mode
+from bulkfetch.schedule import workers as workers_
+from bulkfetch.show.display import Display, DisplaySettings, Mode
+from bulkfetch.show.printable import printable
+from bulkfetch.store import report as report_
+from bulkfetch.store.layout import STATE_DIR, Layout
 
 # typer >= 0.26 vendors click; its ClickException is reachable only through a public subclass.
 _ClickException: type[Exception] = next(

@@ -25,7 +25,7 @@ from typing import Protocol
 import orjson
 
 from bulkfetch.models import Resume, SafeRelPath
-from bulkfetch.writers import Writers, settle, write_all
+from bulkfetch.store.threads import Writers, settle, write_all
 
 FLUSH_BYTES = 256 * 1024
 TEMP_PREFIX = ".bulkfetch-"

@@ -18,8 +18,8 @@ from typing import BinaryIO
 import orjson
 
 from bulkfetch.models import Prior, Result, Validators
-from bulkfetch.state import StateWriter
-from bulkfetch.writers import Writers, write_all
+from bulkfetch.store.state import StateWriter
+from bulkfetch.store.threads import Writers, write_all
 
 RUNS_KEPT = 10  # earlier runs' manifests kept under runs/
 FLUSH_INTERVAL_S = 0.5

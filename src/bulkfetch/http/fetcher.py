@@ -3,7 +3,7 @@
 This is the only module that catches aiohttp's exceptions; each becomes a one-line description
 and a verdict on whether another attempt could help:
 
-    hops.TooManyRedirects, hops.BadRedirect                           FINAL
+    redirects.TooManyRedirects, redirects.BadRedirect                           FINAL
     aiohttp.ClientError
       ├─ InvalidURL, NonHttpUrlClientError                            FINAL
       ├─ ClientHttpProxyError (the proxy refused the CONNECT)         STATUS (its status)
@@ -26,13 +26,13 @@ from collections.abc import Callable
 
 import aiohttp
 
-from bulkfetch import hops, ranges
-from bulkfetch.events import Observer
-from bulkfetch.hops import Hops
+from bulkfetch.http import ranges, redirects
+from bulkfetch.http.redirects import Hops
 from bulkfetch.models import Attempt, Failure, Job, Resume, Ticket, Timeouts, Validators
-from bulkfetch.redact import redact
-from bulkfetch.retry import parse_retry_after
-from bulkfetch.sink import (
+from bulkfetch.schedule.retry import parse_retry_after
+from bulkfetch.show.events import Observer
+from bulkfetch.show.redact import redact
+from bulkfetch.store.sink import (
     Body,
     ChecksumMismatch,
     Conflict,
@@ -53,8 +53,8 @@ BIG_FLUSH_BYTES = 1024 * 1024
 BIG_STREAMS = 8
 
 _FINAL_CLIENT_ERRORS = (
-    hops.TooManyRedirects,
-    hops.BadRedirect,
+    redirects.TooManyRedirects,
+    redirects.BadRedirect,
     aiohttp.InvalidURL,
     aiohttp.NonHttpUrlClientError,
 )
@@ -354,7 +354,7 @@ def _os_reason(error: OSError) -> str:
 def _describe(exc: BaseException) -> str:
     """A one-line, never empty, description of a network fault."""
     match exc:
-        case hops.TooManyRedirects() | hops.BadRedirect():
+        case redirects.TooManyRedirects() | redirects.BadRedirect():
             return str(exc)
         case aiohttp.NonHttpUrlClientError() | aiohttp.InvalidURL():
             return f"redirected to an unusable URL: {exc}"

@@ -22,14 +22,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from bulkfetch.errors import SourceError
-from bulkfetch.events import Observer
-from bulkfetch.fetcher import Fetcher
-from bulkfetch.frontier import Frontier
-from bulkfetch.intake import Intake
+from bulkfetch.http.fetcher import Fetcher
+from bulkfetch.lists.intake import Intake
+from bulkfetch.lists.plan import Repeat
 from bulkfetch.models import Attempt, Failure, Job, Result, Status, Ticket, Validators
-from bulkfetch.plan import Repeat
-from bulkfetch.redact import redacted_result
-from bulkfetch.retry import RetryPolicy
+from bulkfetch.schedule.frontier import Frontier
+from bulkfetch.schedule.retry import RetryPolicy
+from bulkfetch.show.events import Observer
+from bulkfetch.show.redact import redacted_result
 
 Record = Callable[[Result, Job | None, Validators | None], None]
 WINDOW_PER_SLOT = 200  # entries read ahead per slot of --concurrency (see DESIGN: the window)

@@ -17,14 +17,15 @@ import aiohttp
 import aiohttp.abc
 from yarl import URL
 
-from bulkfetch import __version__, shards
-from bulkfetch.creds import Credentials
-from bulkfetch.events import Observer
-from bulkfetch.fetcher import CHUNK_BYTES, MAX_HEADER_BYTES, Fetcher
-from bulkfetch.hops import Hops
+from bulkfetch import __version__
+from bulkfetch.http.creds import Credentials
+from bulkfetch.http.fetcher import CHUNK_BYTES, MAX_HEADER_BYTES, Fetcher
+from bulkfetch.http.redirects import Hops
+from bulkfetch.lists import shards
 from bulkfetch.models import Refetch, Resume, Settings
-from bulkfetch.sink import Sink, Target
-from bulkfetch.writers import Writers
+from bulkfetch.show.events import Observer
+from bulkfetch.store.sink import Sink, Target
+from bulkfetch.store.threads import Writers
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +63,11 @@ async def target(settings: Settings, writers: Writers, *, limit: int) -> AsyncIt
     if settings.bucket is None:
         yield Sink(settings.out, writers, tag=shards.tag(settings.shard))
         return
-    from bulkfetch import objects, s3
+    from bulkfetch.store import bucket, s3
 
     async with s3.client(pool=limit) as s3_client:
-        yield objects.BucketSink(settings.bucket, s3_client, budget=objects.Budget(
-            objects.BUDGET_BYTES), replace=settings.refetch is Refetch.FORCE)
+        yield bucket.BucketSink(settings.bucket, s3_client, budget=bucket.Budget(
+            bucket.BUDGET_BYTES), replace=settings.refetch is Refetch.FORCE)
 
 
 def resume_finder(settings: Settings, writers: Writers) -> Callable[[str], Resume | None]:

@@ -17,10 +17,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from bulkfetch.board import Board, Snapshot
 from bulkfetch.models import Summary
-from bulkfetch.printable import printable
-from bulkfetch.progress import REFRESH_S, human_bytes, human_duration, total
+from bulkfetch.show.board import Board, Snapshot
+from bulkfetch.show.display import REFRESH_S, human_bytes, human_duration, total
+from bulkfetch.show.printable import printable
 
 
 class LiveView:

@@ -18,13 +18,13 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from bulkfetch import shards
 from bulkfetch.errors import SourceError
+from bulkfetch.lists import shards
+from bulkfetch.lists.plan import Planner, Rejected, Repeat
+from bulkfetch.lists.syntax import parse_line
 from bulkfetch.models import Job, Prior, Refetch, Result, Resume, Shard, Status, UrlLine
-from bulkfetch.plan import Planner, Rejected, Repeat
-from bulkfetch.redact import redacted_result
-from bulkfetch.state import StateReader
-from bulkfetch.urllist import parse_line
+from bulkfetch.show.redact import redacted_result
+from bulkfetch.store.state import StateReader
 
 READ_BYTES = 64 * 1024
 ITEMS_PER_BATCH = 1000  # of a Listed source: about what a block of a list file holds

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-from bulkfetch.layout import STATE_DIR
+from bulkfetch.lists.seen import DIGEST_BYTES, DigestSet
 from bulkfetch.models import Job, Result, SafeRelPath, Status, UrlLine
-from bulkfetch.redact import redacted_result
-from bulkfetch.seen import DIGEST_BYTES, DigestSet
+from bulkfetch.show.redact import redacted_result
+from bulkfetch.store.layout import STATE_DIR
 
 _STEM_MAX_BYTES = 100
 _SEGMENT_MAX_BYTES = 255

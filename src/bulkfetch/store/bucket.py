@@ -21,10 +21,10 @@ import collections
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from bulkfetch import s3
 from bulkfetch.models import Bucket, Resume, SafeRelPath
-from bulkfetch.sink import Body, ChecksumMismatch, Conflict, Partial, StoreFailed
-from bulkfetch.writers import settle
+from bulkfetch.store import s3
+from bulkfetch.store.sink import Body, ChecksumMismatch, Conflict, Partial, StoreFailed
+from bulkfetch.store.threads import settle
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

@@ -16,8 +16,8 @@ from pathlib import Path
 import orjson
 
 from bulkfetch.errors import UsageError
-from bulkfetch.layout import Layout, shard_homes
 from bulkfetch.models import Shard, Status
+from bulkfetch.store.layout import Layout, shard_homes
 
 FAILURES_SHOWN = 10
 _NAME = re.compile(r"(\d+)-of-(\d+)")

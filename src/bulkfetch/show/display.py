@@ -1,7 +1,7 @@
 """What people see while a run goes and when it ends.
 
 Three modes, chosen by the CLI:
-- live: a table on a terminal (`bulkfetch.live`, the one module that uses rich);
+- live: a table on a terminal (`bulkfetch.show.live`, the one module that uses rich);
 - plain: for cron and container logs, no escape sequences and no carriage returns: one status
   line every `status_interval_s`, and the summary as plain lines;
 - quiet: failures (the first few) and a short summary only.
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from bulkfetch.board import Board, Snapshot
 from bulkfetch.models import Job, Result, Status, Summary
-from bulkfetch.printable import printable
+from bulkfetch.show.board import Board, Snapshot
+from bulkfetch.show.printable import printable
 
 if TYPE_CHECKING:
-    from bulkfetch.live import LiveView
+    from bulkfetch.show.live import LiveView
 
 REFRESH_S = 0.25
 FAILURE_LINES = 50
@@ -128,7 +128,7 @@ class Display:
         self._stream = stream
         self._live: LiveView | None = None
         if settings.mode is Mode.LIVE:
-            from bulkfetch.live import LiveView  # rich: 30 ms to import (bench/NOTES.md)
+            from bulkfetch.show.live import LiveView  # rich: 30 ms to import (bench/NOTES.md)
 
             self._live = LiveView(stream)
         self._failures = 0

@@ -18,7 +18,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from bulkfetch.creds import Credentials
+from bulkfetch.http.creds import Credentials
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 HOME_ONLY_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})

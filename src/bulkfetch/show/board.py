@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bulkfetch.models import Job, Result, Status
-from bulkfetch.redact import redact
+from bulkfetch.show.redact import redact
 
 RATE_WINDOW_S = 5.0
 TOP_TRANSFERS = 5

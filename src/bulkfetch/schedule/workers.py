@@ -34,14 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulkfetch import client, wire
 from bulkfetch.errors import EXIT_INTERNAL, WorkerFailed
-from bulkfetch.events import Observer
+from bulkfetch.http import client
 from bulkfetch.models import Job, Result, Settings, Ticket
-from bulkfetch.writers import Writers, write_all
+from bulkfetch.schedule import wire
+from bulkfetch.show.events import Observer
+from bulkfetch.store.threads import Writers, write_all
 
 if TYPE_CHECKING:
-    from bulkfetch.engine import Engine
+    from bulkfetch.schedule.scheduler import Engine
 
 MAX_WORKERS = 4  # by default; four did no better than two on two cores
 STOP_WAIT_S = 10.0  # how long the parent waits for stopped workers to report their last

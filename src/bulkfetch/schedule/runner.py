@@ -13,20 +13,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 
-from bulkfetch import client, workers
-from bulkfetch.engine import Engine, Executor, local_executor, window_for
 from bulkfetch.errors import EXIT_SIGNAL_BASE
-from bulkfetch.events import Observer
-from bulkfetch.frontier import Frontier
-from bulkfetch.intake import Intake, Listed, Source
-from bulkfetch.layout import Layout
-from bulkfetch.manifest import Manifest
+from bulkfetch.http import client
+from bulkfetch.lists.intake import Intake, Listed, Source
+from bulkfetch.lists.plan import Planner
 from bulkfetch.models import Job, Result, Settings, Status, Summary, Validators
-from bulkfetch.plan import Planner
-from bulkfetch.retry import RetryPolicy
-from bulkfetch.sink import PARTIAL_DIR
-from bulkfetch.state import StateReader, StateWriter
-from bulkfetch.writers import Writers
+from bulkfetch.schedule import workers
+from bulkfetch.schedule.frontier import Frontier
+from bulkfetch.schedule.retry import RetryPolicy
+from bulkfetch.schedule.scheduler import Engine, Executor, local_executor, window_for
+from bulkfetch.show.events import Observer
+from bulkfetch.store.layout import Layout
+from bulkfetch.store.manifest import Manifest
+from bulkfetch.store.sink import PARTIAL_DIR
+from bulkfetch.store.state import StateReader, StateWriter
+from bulkfetch.store.threads import Writers
 
 Companion = Callable[[], Coroutine[object, object, None]]  # a display's refresh loop
 

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkfetch.errors import BulkfetchError, SettingsError, UsageError
-from bulkfetch.layout import Layout
 from bulkfetch.models import Bucket
-from bulkfetch.redact import redact
+from bulkfetch.show.redact import redact
+from bulkfetch.store.layout import Layout
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

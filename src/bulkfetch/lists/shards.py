@@ -15,8 +15,8 @@ import re
 from collections.abc import Mapping
 
 from bulkfetch.errors import UsageError
+from bulkfetch.lists.plan import Rejected, Repeat
 from bulkfetch.models import Job, Settings, Shard, ShardBy
-from bulkfetch.plan import Rejected, Repeat
 
 # (index variable, count variable or None, first index variable or None), in this order.
 ENGINES: tuple[tuple[str, str | None, str | None], ...] = (
