@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bulkfetch.http.headers import parse_retry_after
 from bulkfetch.models import Attempt, Failure
-from bulkfetch.schedule.retry import RetryPolicy, Verdict, parse_retry_after
+from bulkfetch.schedule.retry import RetryPolicy, Verdict
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 

@@ -21,9 +21,9 @@ from bulkfetch import __version__
 from bulkfetch.http.creds import Credentials
 from bulkfetch.http.fetcher import CHUNK_BYTES, MAX_HEADER_BYTES, Fetcher
 from bulkfetch.http.redirects import Hops
-from bulkfetch.lists import shards
 from bulkfetch.models import Refetch, Resume, Settings
 from bulkfetch.show.events import Observer
+from bulkfetch.store.layout import temp_tag
 from bulkfetch.store.sink import Sink, Target
 from bulkfetch.store.threads import Writers
 
@@ -61,7 +61,7 @@ async def target(settings: Settings, writers: Writers, *, limit: int) -> AsyncIt
     """Where this process puts bodies: the --out folder, or the bucket over one S3 client
     (aiobotocore is imported only then)."""
     if settings.bucket is None:
-        yield Sink(settings.out, writers, tag=shards.tag(settings.shard))
+        yield Sink(settings.out, writers, tag=temp_tag(settings.shard))
         return
     from bulkfetch.store import bucket, s3
 
@@ -75,7 +75,7 @@ def resume_finder(settings: Settings, writers: Writers) -> Callable[[str], Resum
     partials; nothing for a bucket, whose cut-off uploads are aborted."""
     if settings.bucket is not None:
         return lambda url: None
-    return Sink(settings.out, writers, tag=shards.tag(settings.shard)).find_resume
+    return Sink(settings.out, writers, tag=temp_tag(settings.shard)).find_resume
 
 
 def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSession:

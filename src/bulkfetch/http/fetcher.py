@@ -27,9 +27,9 @@ from collections.abc import Callable
 import aiohttp
 
 from bulkfetch.http import ranges, redirects
+from bulkfetch.http.headers import parse_retry_after
 from bulkfetch.http.redirects import Hops
 from bulkfetch.models import Attempt, Failure, Job, Resume, Ticket, Timeouts, Validators
-from bulkfetch.schedule.retry import parse_retry_after
 from bulkfetch.show.events import Observer
 from bulkfetch.show.redact import redact
 from bulkfetch.store.sink import (

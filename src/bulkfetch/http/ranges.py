@@ -6,11 +6,11 @@ body is never published short.
 
 from __future__ import annotations
 
-import email.utils
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bulkfetch.http.headers import http_date
 from bulkfetch.models import Resume
 
 STRONG_DATE_S = 60  # a Last-Modified this long before Date is a strong validator (9110 8.8.2.2)
@@ -61,8 +61,8 @@ def if_range_validator(headers: Mapping[str, str]) -> str | None:
     modified = headers.get("Last-Modified")
     if modified is None:
         return None
-    changed, sent = _http_date(modified), _http_date(headers.get("Date"))
-    if changed is None or sent is None or sent - changed < STRONG_DATE_S:
+    changed, sent = http_date(modified), http_date(headers.get("Date"))
+    if changed is None or sent is None or (sent - changed).total_seconds() < STRONG_DATE_S:
         return None
     return modified
 
@@ -93,11 +93,3 @@ def continuation(
 def _shown(value: str | None) -> str:
     return "none" if value is None else repr(value[:80])
 
-
-def _http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None

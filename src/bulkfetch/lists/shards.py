@@ -35,10 +35,6 @@ def owner(key: str, count: int) -> int:
     return int.from_bytes(digest, "big") % count
 
 
-def tag(shard: Shard | None) -> str:
-    """What a shard's temp files are marked with (sink.py); nothing without shards."""
-    return shard.name if shard else ""
-
 
 def divided(settings: Settings) -> Settings:
     """The limits one shard may use. --rate counts the whole run, so each shard takes 1/N of

@@ -3,11 +3,9 @@ whole host must wait. Every such decision is `RetryPolicy.decide` (urllib3's `Re
 
 from __future__ import annotations
 
-import email.utils
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from bulkfetch.models import Attempt, Failure
 
@@ -76,18 +74,3 @@ class RetryPolicy:
         """The wait before the next attempt: the backoff, or longer if the server asked."""
         return max(self.backoff(attempt, uniform=uniform), retry_after_s or 0.0)
 
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date); None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # an HTTP-date is always GMT, even when the zone is missing
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

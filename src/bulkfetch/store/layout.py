@@ -52,6 +52,12 @@ class Layout:
         return self.home / DONE_NAME
 
 
+def temp_tag(shard: Shard | None) -> str:
+    """What a shard's temp files are marked with (shards on other machines share the folders,
+    and only our own leftovers may be swept); nothing without shards."""
+    return shard.name if shard else ""
+
+
 def shard_homes(out: Path) -> list[Path]:
     """Every shard folder under --out, as `report` finds them."""
     root = out / STATE_DIR / SHARDS_DIR
