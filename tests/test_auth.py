@@ -13,11 +13,11 @@ SECRET = "s3cr3t-Pa55"
 
 
 def everything_written(tmp_path: Path, stderr: str) -> str:
-    """All that a run showed or wrote, except the state database."""
+    """All that a run showed or wrote: stderr and every file, the state database included."""
     texts = [stderr]
     for path in tmp_path.rglob("*"):
-        if path.is_file() and path.suffix in (".jsonl", ".json", ".txt", ".log"):
-            texts.append(path.read_text(errors="replace"))
+        if path.is_file():
+            texts.append(path.read_bytes().decode(errors="replace"))
     return "\n".join(texts)
 
 

@@ -66,5 +66,5 @@ def test_sigterm_as_pid_1_in_a_container(server: Server, tmp_path: Path) -> None
     # The state is complete too: every finished URL has its row.
     state = tmp_path / "out" / ".bulkfetch" / "state.sqlite"
     with contextlib.closing(sqlite3.connect(state)) as db:
-        saved = {url for (url,) in db.execute("SELECT url FROM urls")}
+        saved = {url for (url,) in db.execute("SELECT url FROM saved")}
     assert saved == set(done)

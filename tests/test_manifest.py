@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bulkfetch.models import Status
-from bulkfetch.show.redact import redacted_result
+from bulkfetch.show.outgoing import make_result
 from bulkfetch.store import manifest as manifest_module
 from bulkfetch.store.manifest import Manifest
 from bulkfetch.store.threads import Writers
@@ -34,7 +34,7 @@ def test_short_writes_lose_no_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         try:
             async with Manifest(path, writers) as manifest:
                 for url in urls:
-                    manifest.add(redacted_result(url, Status.OK, path="x", size=1))
+                    manifest.add(make_result(url, Status.OK, path="x", size=1))
         finally:
             writers.close()
 

@@ -11,7 +11,7 @@ from bulkfetch.models import Job, Result, SafeRelPath, Status, Summary
 from bulkfetch.show.board import Board, Snapshot
 from bulkfetch.show.display import human_bytes, human_duration, status_line, summary_lines, total
 from bulkfetch.show.live import render_table, summary_table
-from bulkfetch.show.redact import redacted_result
+from bulkfetch.show.outgoing import make_result
 
 
 class Clock:
@@ -175,7 +175,7 @@ def test_a_url_with_a_password_leaves_the_downloading_list_when_it_finishes() ->
     board.received(secret, 100)
     assert len(board.snapshot().transfers) == 1
     board.ended(secret)
-    board.finished(redacted_result(secret.url, Status.OK, path="h/x", size=100))
+    board.finished(make_result(secret.url, Status.OK, path="h/x", size=100))
     assert board.snapshot().transfers == ()
 
 

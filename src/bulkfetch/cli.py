@@ -29,8 +29,8 @@ from bulkfetch.errors import (
 from bulkfetch.lists import shards
 from bulkfetch.models import Refetch, Settings, ShardBy, Summary, Timeouts, Tls
 from bulkfetch.schedule import workers as workers_
+from bulkfetch.show import outgoing
 from bulkfetch.show.display import Display, DisplaySettings, Mode
-from bulkfetch.show.printable import printable
 from bulkfetch.store import report as report_
 from bulkfetch.store.layout import STATE_DIR, Layout
 
@@ -399,7 +399,7 @@ def _write_summary_json(path: Path, summary: Summary, settings: Settings, code: 
         "total": summary.total,
         "files_per_s": round(summary.total / seconds, 3),
         "bytes_per_s": round(summary.received / seconds, 3),
-        "manifest": str(settings.manifest),
+        "manifest": outgoing.mask(str(settings.manifest)),
         "exit_code": code,
     }
     temp = _summary_temp(path)
@@ -411,7 +411,7 @@ def _write_summary_json(path: Path, summary: Summary, settings: Settings, code: 
 
 
 def _say(line: str) -> None:
-    print(f"bulkfetch: {printable(line)}", file=sys.stderr, flush=True)
+    print(f"bulkfetch: {outgoing.line(line)}", file=sys.stderr, flush=True)
 
 
 reporting = typer.Typer(add_completion=False, rich_markup_mode=None,
@@ -455,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         _say(exc.line())
         return exc.exit_code
     except Exception as exc:
-        traceback.print_exc()
+        for text in traceback.format_exc().splitlines():  # a bug's words leave here too
+            print(outgoing.line(text), file=sys.stderr)
         _say(f"internal error: {type(exc).__name__}: {exc} (this is a bug; please report it)")
         return EXIT_INTERNAL
     return code if isinstance(code, int) else EXIT_OK

@@ -31,7 +31,6 @@ from bulkfetch.http.headers import parse_retry_after
 from bulkfetch.http.redirects import Hops
 from bulkfetch.models import Attempt, Failure, Job, Resume, Ticket, Timeouts, Validators
 from bulkfetch.show.events import Observer
-from bulkfetch.show.redact import redact
 from bulkfetch.store.sink import (
     Body,
     ChecksumMismatch,
@@ -212,7 +211,7 @@ class Fetcher:
     ) -> Pending:
         """The whole body into a pending file or object (not yet published)."""
         big = (resp.content_length or 0) >= RESUMABLE_BYTES and self._big_streams < BIG_STREAMS
-        body = Body(redact(job.url), resp.content_length, trace.content_type,
+        body = Body(job.url, resp.content_length, trace.content_type,
                     replaces=job.prior is not None)
         pending = self._sink.open(
             job.path, body, partial=self._partial(job, resp, trace.kept, span),

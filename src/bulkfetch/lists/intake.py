@@ -23,7 +23,7 @@ from bulkfetch.lists import shards
 from bulkfetch.lists.plan import Planner, Rejected, Repeat
 from bulkfetch.lists.syntax import parse_line
 from bulkfetch.models import Job, Prior, Refetch, Result, Resume, Shard, Status, UrlLine
-from bulkfetch.show.redact import redacted_result
+from bulkfetch.show.outgoing import make_result
 from bulkfetch.store.state import StateReader
 
 READ_BYTES = 64 * 1024
@@ -142,7 +142,7 @@ class Intake:
         if prior is None:
             return item
         if self._refetch is Refetch.SKIP_EXISTING:
-            return redacted_result(item.url, Status.SKIPPED, path=prior.path, size=prior.bytes,
+            return make_result(item.url, Status.SKIPPED, path=prior.path, size=prior.bytes,
                                    sha256=prior.sha256)
         return dataclasses.replace(item, prior=prior)
 

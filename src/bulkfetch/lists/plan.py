@@ -17,7 +17,7 @@ from yarl import URL
 
 from bulkfetch.lists.seen import DIGEST_BYTES, DigestSet
 from bulkfetch.models import Job, Result, SafeRelPath, Status, UrlLine
-from bulkfetch.show.redact import redacted_result
+from bulkfetch.show.outgoing import make_result
 from bulkfetch.store.layout import STATE_DIR
 
 _STEM_MAX_BYTES = 100
@@ -41,7 +41,7 @@ class Rejected:
     error: str
 
     def as_result(self) -> Result:
-        return redacted_result(self.url, Status.FAILED, error=self.error)
+        return make_result(self.url, Status.FAILED, error=self.error)
 
 
 def parse_url(text: str) -> URL | None:

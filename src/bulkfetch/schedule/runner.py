@@ -23,9 +23,8 @@ from bulkfetch.schedule.frontier import Frontier
 from bulkfetch.schedule.retry import RetryPolicy
 from bulkfetch.schedule.scheduler import Engine, Executor, local_executor, window_for
 from bulkfetch.show.events import Observer
-from bulkfetch.store.layout import Layout
+from bulkfetch.store.layout import PART_SUFFIX, PARTIAL_DIR, Layout
 from bulkfetch.store.manifest import Manifest
-from bulkfetch.store.sink import PARTIAL_DIR
 from bulkfetch.store.state import StateReader, StateWriter
 from bulkfetch.store.threads import Writers
 
@@ -176,7 +175,7 @@ def _kept_for_resume(out: Path) -> int:
     total = 0
     with contextlib.suppress(OSError), os.scandir(out / PARTIAL_DIR) as entries:
         for entry in entries:
-            if entry.name.endswith(".part"):
+            if entry.name.endswith(PART_SUFFIX):
                 with contextlib.suppress(OSError):
                     total += entry.stat().st_size
     return total

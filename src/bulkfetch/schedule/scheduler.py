@@ -29,7 +29,7 @@ from bulkfetch.models import Attempt, Failure, Job, Result, Status, Ticket, Vali
 from bulkfetch.schedule.frontier import Frontier
 from bulkfetch.schedule.retry import RetryPolicy
 from bulkfetch.show.events import Observer
-from bulkfetch.show.redact import redacted_result
+from bulkfetch.show.outgoing import make_result
 
 Record = Callable[[Result, Job | None, Validators | None], None]
 WINDOW_PER_SLOT = 200  # entries read ahead per slot of --concurrency (see DESIGN: the window)
@@ -94,7 +94,7 @@ class Engine:
         for ticket in list(self._started.values()):
             job = ticket.job
             started = ticket.first_start if ticket.first_start is not None else now
-            self._record(redacted_result(
+            self._record(make_result(
                 job.url, Status.INTERRUPTED, path=job.prior.path if job.prior else None,
                 attempts=ticket.attempts, elapsed=round(now - started, 3),
                 error="interrupted before it finished", received=ticket.received,
@@ -257,7 +257,7 @@ class Engine:
             path, size, sha256 = (prior.path, prior.bytes, prior.sha256) if prior else (
                 None, 0, None)
         started = ticket.first_start if ticket.first_start is not None else now
-        result = redacted_result(
+        result = make_result(
             job.url, status, path=path, http_status=attempt.http_status,
             size=size, sha256=None if error else sha256, attempts=ticket.attempts,
             elapsed=round(now - started, 3), error=error,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bulkfetch.models import Job, Result, Status
-from bulkfetch.show.redact import redact
+from bulkfetch.show.outgoing import mask
 
 RATE_WINDOW_S = 5.0
 TOP_TRANSFERS = 5
@@ -212,4 +212,4 @@ class Board:
 def _key(job: Job) -> str:
     """What a transfer is known by: the URL as a Result names it (a password masked), so that
     `finished` finds what `started` put there."""
-    return redact(job.url)
+    return mask(job.url)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from bulkfetch.models import Job, Result, Status, Summary
 from bulkfetch.show.board import Board, Snapshot
-from bulkfetch.show.printable import printable
+from bulkfetch.show.outgoing import line as shown
 
 if TYPE_CHECKING:
     from bulkfetch.show.live import LiveView
@@ -185,8 +185,8 @@ class Display:
 
     def say(self, line: str) -> None:
         """One line on stderr; above the table when it is live. Lines hold URLs, names and
-        servers' words: they are escaped here, where they leave."""
-        line = printable(line)
+        servers' words: they pass the one exit (`outgoing.line`) here, where they leave."""
+        line = shown(line)
         if self._live is not None:
             self._live.say(f"bulkfetch: {line}")
         else:  # a log (cron, a container): each line says when, so appended runs part

@@ -20,7 +20,7 @@ from rich.text import Text
 from bulkfetch.models import Summary
 from bulkfetch.show.board import Board, Snapshot
 from bulkfetch.show.display import REFRESH_S, human_bytes, human_duration, total
-from bulkfetch.show.printable import printable
+from bulkfetch.show.outgoing import line as shown
 
 
 class LiveView:
@@ -29,7 +29,7 @@ class LiveView:
 
     def say(self, line: str) -> None:
         """A line above the table."""
-        self._console.print(Text(line), soft_wrap=True)  # escaped by Display.say
+        self._console.print(Text(line), soft_wrap=True)  # through outgoing.line in Display.say
 
     async def run(self, board: Board) -> None:
         """Refresh until cancelled."""
@@ -70,7 +70,7 @@ def render_table(snap: Snapshot) -> RenderableType:
     )
     overview.add_row("in flight", f"{snap.in_flight} / {snap.limit}")
     if snap.waiting_on:
-        overview.add_row("waiting on", Text(printable("; ".join(snap.waiting_on)), style="yellow"))
+        overview.add_row("waiting on", Text(shown("; ".join(snap.waiting_on)), style="yellow"))
     parts: list[RenderableType] = [overview]
     if snap.transfers:
         transfers = Table(box=None, padding=(0, 1), expand=False, header_style="bold")
@@ -84,13 +84,13 @@ def render_table(snap: Snapshot) -> RenderableType:
                 size = f"{size} / {human_bytes(t.total)}"
             # Text, not str: a URL holding "[red]" is not markup.
             speed = f"{human_bytes(t.bytes_per_s)}/s" if t.bytes_per_s is not None else "—"
-            transfers.add_row(Text(printable(t.name)), size, speed, str(t.attempt))
+            transfers.add_row(Text(shown(t.name)), size, speed, str(t.attempt))
         parts.append(transfers)
     if snap.failures:
         failures = Table(box=None, padding=(0, 1), header_style="bold red")
         failures.add_column("recent failures", overflow="ellipsis", no_wrap=True)
         for line in snap.failures:
-            failures.add_row(Text(printable(line)))
+            failures.add_row(Text(shown(line)))
         parts.append(failures)
     return Group(*parts)
 
@@ -114,5 +114,5 @@ def summary_table(summary: Summary, manifest: Path | str) -> Table:
     table.add_row("elapsed", human_duration(summary.elapsed_s))
     rate = f"{summary.total / seconds:,.0f} files/s, {human_bytes(summary.received / seconds)}/s"
     table.add_row("average", rate)
-    table.add_row("manifest", Text(printable(str(manifest))))
+    table.add_row("manifest", Text(shown(str(manifest))))
     return table

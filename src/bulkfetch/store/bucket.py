@@ -22,6 +22,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from bulkfetch.models import Bucket, Resume, SafeRelPath
+from bulkfetch.show.outgoing import mask
 from bulkfetch.store import s3
 from bulkfetch.store.sink import Body, ChecksumMismatch, Conflict, Partial, StoreFailed
 from bulkfetch.store.threads import settle
@@ -234,8 +235,9 @@ class PendingObject:
         """The object's metadata: its sha256 (known up front only for one PUT; a multipart
         object gets it as a tag when it is complete) and where it came from."""
         metadata = {"sha256": digest} if digest else {}
-        if len(self._body.url) <= MAX_METADATA_URL and self._body.url.isascii():
-            metadata["source-url"] = self._body.url
+        source = mask(self._body.url)  # metadata leaves us: never a password
+        if len(source) <= MAX_METADATA_URL and source.isascii():
+            metadata["source-url"] = source
         headers: dict[str, Any] = {"Metadata": metadata}
         if self._body.content_type and self._body.content_type.isascii():
             headers["ContentType"] = self._body.content_type

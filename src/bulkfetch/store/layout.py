@@ -8,6 +8,8 @@ to one shard, so they share that folder.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,20 @@ SHARDS_DIR = "shards"
 MANIFEST_NAME = "manifest.jsonl"
 STATE_NAME = "state.sqlite"
 DONE_NAME = "done.json"
+PARTIAL_DIR = os.path.join(STATE_DIR, "partial")  # shared by a run's shards: keyed by URL
+PART_SUFFIX = ".part"  # a body, or a JSON file, on its way to its name
+URL_KEY_BYTES = 16
+
+
+def url_key(url: str) -> bytes:
+    """What a URL is known by at rest (the state's key, a partial's name): a digest of the URL
+    as listed, so that no password it holds is ever kept on disk."""
+    return hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=URL_KEY_BYTES).digest()
+
+
+def part_of(path: Path) -> Path:
+    """The hidden temp file beside `path` that becomes it by a rename."""
+    return path.with_name(f".{path.name}{PART_SUFFIX}")
 
 
 @dataclass(frozen=True, slots=True)

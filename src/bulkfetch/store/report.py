@@ -17,6 +17,7 @@ import orjson
 
 from bulkfetch.errors import UsageError
 from bulkfetch.models import Shard, Status
+from bulkfetch.show.outgoing import mask
 from bulkfetch.store.layout import Layout, shard_homes
 
 FAILURES_SHOWN = 10
@@ -122,7 +123,7 @@ def _add(manifest: Path, totals: Totals) -> None:
                 if status == Status.OK:
                     totals.bytes += int(row.get("bytes") or 0)
                 elif status == Status.FAILED and len(totals.failures) < FAILURES_SHOWN:
-                    totals.failures.append(f"{row.get('url')}: {row.get('error')}")
+                    totals.failures.append(mask(f"{row.get('url')}: {row.get('error')}"))
     except FileNotFoundError:
         pass
 

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from bulkfetch.errors import BulkfetchError, SettingsError, UsageError
 from bulkfetch.models import Bucket
-from bulkfetch.show.redact import redact
 from bulkfetch.store.layout import Layout
 
 if TYPE_CHECKING:
@@ -107,7 +106,7 @@ def describe(exc: BaseException) -> tuple[str, bool]:
         case bx.NoRegionError():
             return "no AWS region (set AWS_REGION)", False
         case bx.EndpointConnectionError():
-            return f"cannot reach {redact(str(exc.kwargs.get('endpoint_url')))}", True
+            return f"cannot reach {exc.kwargs.get('endpoint_url')}", True
         case bx.ClientError():
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)

@@ -1,7 +1,8 @@
 """Atomic file writing: a body is written to a temp file beside its final path, then renamed.
 
 A body too big to land in one write, whose answer names a strong validator, is written in
-OUT/.bulkfetch/partial/ instead (KEY.part, with KEY.json naming the URL and validator), so that
+OUT/.bulkfetch/partial/ instead (KEY.part, with KEY.json naming the validator and the URL,
+masked: KEY is the URL's digest, `layout.url_key`), so that
 an attempt or a run cut off, even by SIGKILL, can continue it with Range + If-Range.
 
 The event loop never blocks on the disk, and it pays one thread hop per flush (`FLUSH_BYTES`,
@@ -25,16 +26,16 @@ from typing import Protocol
 import orjson
 
 from bulkfetch.models import Resume, SafeRelPath
+from bulkfetch.show.outgoing import mask
+from bulkfetch.store.layout import PART_SUFFIX, PARTIAL_DIR, url_key
 from bulkfetch.store.threads import Writers, settle, write_all
 
 FLUSH_BYTES = 256 * 1024
 TEMP_PREFIX = ".bulkfetch-"
-TEMP_SUFFIX = ".part"
+TEMP_SUFFIX = PART_SUFFIX
 _temp_ids = itertools.count()  # next() on a count is atomic under the GIL
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
-
-PARTIAL_DIR = os.path.join(".bulkfetch", "partial")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class Partial:
 class Body:
     """What a sink may want to know of a body before it arrives (a bucket: its metadata)."""
 
-    url: str  # as listed, password masked
+    url: str  # as listed (a sink masks it where it leaves)
     length: int | None = None  # Content-Length, when announced
     content_type: str | None = None
     replaces: bool = False  # an earlier run of ours saved this URL at this path
@@ -122,7 +123,7 @@ class Sink:
         return PendingFile(self, rel, partial, flush_bytes)
 
     def partial(self, url: str, validator: str, offset: int, total: int | None) -> Partial:
-        base = os.path.join(self.root, PARTIAL_DIR, _key(url))
+        base = os.path.join(self.root, PARTIAL_DIR, url_key(url).hex())
         return Partial(f"{base}.part", f"{base}.json", url, validator, offset, total)
 
     async def drop_partial(self, url: str) -> None:
@@ -145,7 +146,9 @@ class Sink:
             size = os.stat(spot.part).st_size
         except (OSError, orjson.JSONDecodeError):
             return None
-        if meta.get("url") != url or not size or not isinstance(meta.get("validator"), str):
+        # Its name is the URL's digest; an older bulkfetch kept the URL itself.
+        ours = meta.get("key") == url_key(url).hex() or meta.get("url") == url
+        if not ours or not size or not isinstance(meta.get("validator"), str):
             return None
         total = meta.get("total")
         return Resume(size, meta["validator"], total if isinstance(total, int) else None)
@@ -294,10 +297,6 @@ class PendingFile:
         return None
 
 
-def _key(url: str) -> str:
-    return hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
 def _open_partial(partial: Partial, digest: hashlib._Hash) -> tuple[str, int]:
     """Open the partial file: continue after `offset` bytes (hashing them again), or start it."""
     os.makedirs(os.path.dirname(partial.part), exist_ok=True)
@@ -310,7 +309,8 @@ def _open_partial(partial: Partial, digest: hashlib._Hash) -> tuple[str, int]:
         os.lseek(fd, 0, os.SEEK_END)
         return partial.part, fd
     fd = os.open(partial.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    meta = {"url": partial.url, "validator": partial.validator, "total": partial.total}
+    meta = {"key": url_key(partial.url).hex(), "url": mask(partial.url),
+            "validator": partial.validator, "total": partial.total}
     Path(partial.meta).write_bytes(orjson.dumps(meta))
     return partial.part, fd
 

@@ -13,14 +13,21 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bulkfetch.models import Prior, Result, Status, Validators
+from bulkfetch.show.outgoing import mask
+from bulkfetch.store.layout import url_key
 
 _QUERY_URLS = 500
+SCHEMA_VERSION = 2  # 1: keyed by the URL itself, password and all
 
+# Keyed by a digest of the URL as listed (`layout.url_key`): nothing here holds a password;
+# `url` is the URL masked, for people who open the file.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS urls (
-    url TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS saved (
+    key BLOB PRIMARY KEY,
+    url TEXT NOT NULL,
     path TEXT NOT NULL,
     bytes INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
@@ -29,6 +36,7 @@ CREATE TABLE IF NOT EXISTS urls (
     fetched_at REAL NOT NULL
 ) WITHOUT ROWID
 """
+_INSERT = "INSERT OR REPLACE INTO saved VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -37,8 +45,30 @@ def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(_SCHEMA)
+    if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        _migrate(db)
     return db
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a state of an older bulkfetch to this schema, and leave no page of the old table
+    behind (VACUUM, then the WAL emptied): its rows held URLs with their passwords."""
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return  # another connection did it meanwhile
+        db.execute(_SCHEMA)
+        old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'urls'")
+        migrated = old.fetchone() is not None
+        if migrated:
+            rows = db.execute("SELECT url, path, bytes, sha256, etag, last_modified, fetched_at "
+                              "FROM urls")
+            db.executemany(_INSERT, ((url_key(url), mask(url), *rest) for url, *rest in rows))
+            db.execute("DROP TABLE urls")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    if migrated:
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 class StateReader:
@@ -49,7 +79,7 @@ class StateReader:
         objects are taken to be there."""
         self._db = _connect(path)
         self._out = out
-        self._empty = self._db.execute("SELECT 1 FROM urls LIMIT 1").fetchone() is None
+        self._empty = self._db.execute("SELECT 1 FROM saved LIMIT 1").fetchone() is None
 
     def priors(self, jobs: Sequence[tuple[str, str]]) -> dict[str, Prior]:
         """For (url, path) pairs: the saved files that are still whole, by URL.
@@ -59,18 +89,19 @@ class StateReader:
         if self._empty:
             return {}
         found: dict[str, Prior] = {}
-        wanted = dict(jobs)
-        urls = list(wanted)
-        for i in range(0, len(urls), _QUERY_URLS):
-            block = urls[i : i + _QUERY_URLS]
+        wanted = {url_key(url): (url, path) for url, path in jobs}
+        keys = list(wanted)
+        for i in range(0, len(keys), _QUERY_URLS):
+            block = keys[i : i + _QUERY_URLS]
             rows = self._db.execute(
-                "SELECT url, path, bytes, sha256, etag, last_modified FROM urls"
-                f" WHERE url IN ({','.join('?' * len(block))})",
+                "SELECT key, path, bytes, sha256, etag, last_modified FROM saved"
+                f" WHERE key IN ({','.join('?' * len(block))})",
                 block,
             )
-            for url, *fields in rows:
+            for key, *fields in rows:
                 prior = Prior(*fields)
-                if prior.path == wanted[url] and self._intact(prior):
+                url, path = wanted[key]
+                if prior.path == path and self._intact(prior):
                     found[url] = prior
         return found
 
@@ -92,7 +123,7 @@ class StateWriter:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._db: sqlite3.Connection | None = None
-        self._rows: list[tuple[object, ...]] = []
+        self._rows: list[tuple[Any, ...]] = []
 
     def add(
         self, url: str, result: Result, validators: Validators | None, prior: Prior | None
@@ -109,19 +140,21 @@ class StateWriter:
                                v.etag or prior.etag, v.last_modified or prior.last_modified,
                                time.time()))
 
-    def take(self) -> list[tuple[object, ...]]:
+    def take(self) -> list[tuple[Any, ...]]:
         rows, self._rows = self._rows, []
         return rows
 
-    def save(self, rows: list[tuple[object, ...]]) -> None:
-        """Thread side: one transaction for the whole batch."""
+    def save(self, rows: list[tuple[Any, ...]]) -> None:
+        """Thread side: one transaction for the whole batch; each URL keyed by its digest and
+        kept masked (here, off the event loop)."""
         if not rows:
             return
         if self._db is None:
             self._db = _connect(self._path)
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO urls VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany(_INSERT, ((url_key(url), mask(url), *rest)
+                                           for url, *rest in rows))
 
     def close(self) -> None:
         if self._db is not None:
