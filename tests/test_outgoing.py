@@ -27,6 +27,7 @@ SECRET = "Pa55-never-shown"
      "see 'http://a:***@h/x' and https://b:***@g:8080/y?q=1"),
     ("proxy http://p:pw@proxy:3128 refused", "proxy http://p:***@proxy:3128 refused"),
     ("http://u:pw@h?x=1", "http://u:***@h?x=1"),
+    ("expected http://[user:password@]host", "expected http://[user:password@]host"),  # help
 ])
 def test_mask(text: str, shown: str) -> None:
     assert mask(text) == shown

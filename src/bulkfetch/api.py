@@ -15,22 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import importlib.util
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import TypedDict, Unpack
 
 import orjson
 
+from bulkfetch import settings as settings_
 from bulkfetch.errors import LockedOut, UsageError
 from bulkfetch.http import client, creds, tls
-from bulkfetch.lists import shards
 from bulkfetch.lists.intake import Listed, Source
 from bulkfetch.models import (
-    Bucket,
     Job,
     Refetch,
     Result,
@@ -50,29 +48,39 @@ SourceSpec = str | os.PathLike[str] | Iterable[str | tuple[str, str]]
 
 
 class Options(TypedDict, total=False):
-    """The CLI's options, by their Settings names, for `fetch` and `fetch_async`."""
+    """The CLI's options by name (`--per-host` is `per_host`), for `fetch` and `fetch_async`;
+    checked by the same factory as the CLI's (settings.py)."""
 
     manifest: str | os.PathLike[str]
     state: str | os.PathLike[str]  # with a bucket `out`: the run's own files stay here
     concurrency: int
     retries: int
     backoff_s: float
-    timeouts: Timeouts
+    timeout: float
+    connect_timeout: float | None
+    read_timeout: float | None
+    timeouts: Timeouts  # the three at once
     per_host: int
     rate: float | None
     host_rate: float | None
     max_redirects: int
-    max_bytes: int | None
+    max_bytes: int | str | None  # bytes, or "500k", "10M", "2G"
     user_agent: str | None
-    tls: Tls
-    user: tuple[str, str] | None
+    cacert: str | os.PathLike[str] | None
+    insecure: bool
+    cert: str | os.PathLike[str] | None
+    key: str | os.PathLike[str] | None
+    tls: Tls  # the four at once
+    user: tuple[str, str] | str | None  # (USER, PASSWORD) or "USER:PASSWORD"
     netrc: bool
     proxy: str | None
-    cookies: Path | None
-    headers: tuple[tuple[str, str], ...]
-    refetch: Refetch
+    cookies: str | os.PathLike[str] | None
+    headers: Sequence[tuple[str, str] | str] | Mapping[str, str]
+    skip_existing: bool
+    force: bool
+    refetch: Refetch | str  # the two at once
     host_errors: int
-    window: int
+    window: int | None
 
 
 def fetch(
@@ -96,8 +104,9 @@ def fetch(
         raise UsageError("bulkfetch.fetch() cannot run inside a running event loop: "
                          "use `await bulkfetch.fetch_async(...)` there")
     settings = settings_for(sources, out, shard=shard, shard_by=shard_by, options=options)
+    processes = settings_.workers(workers) or 1
     extras = prepare(settings)
-    return execute(settings, sources, Quiet(on_result), extras=extras, processes=workers)
+    return execute(settings, sources, Quiet(on_result), extras=extras, processes=processes)
 
 
 def _loop_running() -> bool:
@@ -138,39 +147,14 @@ def settings_for(
     sources: Sequence[SourceSpec], out: str | os.PathLike[str], *,
     shard: tuple[int, int] | Shard | None, shard_by: ShardBy, options: Options,
 ) -> Settings:
-    """Settings from the library's keyword arguments; a wrong one is a UsageError."""
-    if isinstance(shard, tuple):
-        shard = Shard(shard[0], shard[1], shard_by)
-    if shard is not None and not 0 <= shard.index < shard.count:
-        raise UsageError(f"shard {shard.index} is not in 0..{shard.count - 1}")
-    given: dict[str, Any] = dict(options)
-    state = given.pop("state", None)
-    root, bucket, in_bucket = resolve_out(os.fspath(out), Path(state) if state else None)
+    """Settings from the library's keyword arguments, through the one factory the CLI uses;
+    a wrong one is a UsageError."""
+    if isinstance(sources, str | bytes | os.PathLike):
+        raise UsageError(f"sources={sources!r}: expected a list of sources, such as "
+                         f"[{sources!r}]")
     names = tuple(str(s) if isinstance(s, str | os.PathLike) else f"<list {n}>"
                   for n, s in enumerate(sources))
-    manifest = Path(given.pop("manifest", Layout.of(root, shard).manifest))
-    try:
-        settings = Settings(sources=names, out=root, manifest=manifest, shard=shard,
-                            bucket=bucket, state_in_bucket=in_bucket, **given)
-    except TypeError as exc:
-        raise UsageError(f"bulkfetch.fetch: {exc}") from exc
-    return shards.divided(settings)
-
-
-def resolve_out(out: str, state: Path | None) -> tuple[Path, Bucket | None, bool]:
-    """--out and --state -> the local folder of the run, the bucket if any, and whether the
-    run's state lives in the bucket (a bucket without --state)."""
-    if not out.startswith("s3://"):
-        if state is not None:
-            raise UsageError("--state goes with --out s3://BUCKET/PREFIX (a folder keeps its "
-                             "state in OUT/.bulkfetch/)")
-        return Path(out), None, False
-    if importlib.util.find_spec("aiobotocore") is None:
-        raise UsageError(f"--out {out!r} needs the s3 extra: pip install 'bulkfetch[s3]'")
-    from bulkfetch.store import s3
-
-    bucket = s3.parse(out)
-    return (state, bucket, False) if state is not None else (s3.workdir(bucket), bucket, True)
+    return settings_.build(names, out, {**options, "shard": shard, "shard_by": shard_by})
 
 
 def prepare(settings: Settings) -> client.Extras:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import sys
 import traceback
 from pathlib import Path
@@ -17,6 +16,7 @@ import orjson
 import typer
 
 from bulkfetch import __version__, api
+from bulkfetch import settings as settings_
 from bulkfetch.errors import (
     EXIT_FAILED,
     EXIT_INTERNAL,
@@ -26,13 +26,13 @@ from bulkfetch.errors import (
     BulkfetchError,
     UsageError,
 )
-from bulkfetch.lists import shards
-from bulkfetch.models import Refetch, Settings, ShardBy, Summary, Timeouts, Tls
+from bulkfetch.models import Settings, ShardBy, Summary
 from bulkfetch.schedule import workers as workers_
+from bulkfetch.settings import cli_name
 from bulkfetch.show import outgoing
-from bulkfetch.show.display import Display, DisplaySettings, Mode
+from bulkfetch.show.display import Display
 from bulkfetch.store import report as report_
-from bulkfetch.store.layout import STATE_DIR, Layout
+from bulkfetch.store.layout import STATE_DIR
 
 # typer >= 0.26 vendors click; its ClickException is reachable only through a public subclass.
 _ClickException: type[Exception] = next(
@@ -98,50 +98,50 @@ def fetch(
         "[default: in the bucket, under PREFIX/.bulkfetch/]",
     )] = None,
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-c", metavar="N", envvar="BULKFETCH_CONCURRENCY", min=1, max=10_000,
+        "--concurrency", "-c", metavar="N", envvar="BULKFETCH_CONCURRENCY",
         help="Most requests in flight.",
     )] = 50,
     workers: Annotated[int | None, typer.Option(
-        "--workers", "-w", metavar="N", envvar="BULKFETCH_WORKERS", min=1, max=64,
+        "--workers", "-w", metavar="N", envvar="BULKFETCH_WORKERS",
         help="Processes that make the requests, sharing --concurrency; every limit holds "
         "for the whole run [default: one per usable core (CPU affinity, container CPU quota), "
         "at most 4].",
         show_default=False,
     )] = None,
     retries: Annotated[int, typer.Option(
-        envvar="BULKFETCH_RETRIES", min=0, max=100, metavar="N",
+        envvar="BULKFETCH_RETRIES", metavar="N",
         help="Retries after the first attempt.",
     )] = 3,
     timeout: Annotated[float, typer.Option(
-        envvar="BULKFETCH_TIMEOUT", min=0.001, metavar="SECONDS", help="Total seconds per attempt.",
+        envvar="BULKFETCH_TIMEOUT", metavar="SECONDS", help="Total seconds per attempt.",
     )] = 60.0,
     connect_timeout: Annotated[float | None, typer.Option(
-        envvar="BULKFETCH_CONNECT_TIMEOUT", min=0.001, metavar="SECONDS", show_default=False,
+        envvar="BULKFETCH_CONNECT_TIMEOUT", metavar="SECONDS", show_default=False,
         help="Seconds to set up a connection [default: within --timeout].",
     )] = None,
     read_timeout: Annotated[float | None, typer.Option(
-        envvar="BULKFETCH_READ_TIMEOUT", min=0.001, metavar="SECONDS", show_default=False,
+        envvar="BULKFETCH_READ_TIMEOUT", metavar="SECONDS", show_default=False,
         help="Longest silence between bytes, so a slow big file is not taken for a dead one.",
     )] = None,
     per_host: Annotated[int, typer.Option(
-        envvar="BULKFETCH_PER_HOST", min=0, max=10_000, metavar="N",
+        envvar="BULKFETCH_PER_HOST", metavar="N",
         help="Most requests in flight to one host (0: only --concurrency limits).",
     )] = 0,
     rate: Annotated[float | None, typer.Option(
-        envvar="BULKFETCH_RATE", min=0.001, metavar="PER_SECOND", show_default=False,
+        envvar="BULKFETCH_RATE", metavar="PER_SECOND", show_default=False,
         help="Most requests per second, all hosts together (with --concurrency, not instead).",
     )] = None,
     host_rate: Annotated[float | None, typer.Option(
-        envvar="BULKFETCH_HOST_RATE", min=0.001, metavar="PER_SECOND", show_default=False,
+        envvar="BULKFETCH_HOST_RATE", metavar="PER_SECOND", show_default=False,
         help="Most requests per second to any one host.",
     )] = None,
     host_errors: Annotated[int, typer.Option(
-        envvar="BULKFETCH_HOST_ERRORS", min=0, max=1_000_000, metavar="N",
+        envvar="BULKFETCH_HOST_ERRORS", metavar="N",
         help="After N connection failures in a row to a host (refused, name not resolved, "
         "TLS handshake, connect timeout), its remaining URLs fail at once (0: never).",
     )] = 5,
     window: Annotated[int | None, typer.Option(
-        envvar="BULKFETCH_WINDOW", min=1, max=100_000_000, metavar="N", show_default=False,
+        envvar="BULKFETCH_WINDOW", metavar="N", show_default=False,
         help="Entries read ahead of the requests, all hosts together, so that a list sorted "
         "by host keeps every host busy [default: 200 x --concurrency, at least 10,000].",
     )] = None,
@@ -152,7 +152,7 @@ def fetch(
         "(Kubernetes, AWS Batch, Google Cloud Batch, Slurm).",
     )] = None,
     shard_count: Annotated[int | None, typer.Option(
-        envvar="BULKFETCH_SHARD_COUNT", min=1, max=1_000_000, metavar="N", show_default=False,
+        envvar="BULKFETCH_SHARD_COUNT", metavar="N", show_default=False,
         help="With --shard auto: how many shards, when the engine does not say.",
     )] = None,
     shard_by: Annotated[ShardBy, typer.Option(
@@ -161,7 +161,7 @@ def fetch(
         "URLs (--per-host, --host-rate divided by N).",
     )] = ShardBy.HOST,
     max_redirects: Annotated[int, typer.Option(
-        envvar="BULKFETCH_MAX_REDIRECTS", min=0, max=100, metavar="N",
+        envvar="BULKFETCH_MAX_REDIRECTS", metavar="N",
         help="Redirects followed per URL.",
     )] = 10,
     max_bytes: Annotated[str | None, typer.Option(
@@ -205,7 +205,7 @@ def fetch(
         envvar="BULKFETCH_KEY", metavar="FILE", show_default=False,
         help="Private key of --cert, when not in the same file.",
     )] = None,
-    header: Annotated[list[str] | None, typer.Option(
+    headers: Annotated[list[str] | None, typer.Option(
         "--header", "-H", metavar="'NAME: VALUE'", show_default=False,
         help="Extra request header; repeatable. [env: BULKFETCH_HEADER, one per line]",
     )] = None,
@@ -226,7 +226,7 @@ def fetch(
         "--verbose", "-v", envvar="BULKFETCH_VERBOSE", help="One line per finished URL.",
     )] = False,
     status_interval: Annotated[float, typer.Option(
-        envvar="BULKFETCH_STATUS_INTERVAL", min=0, metavar="SECONDS",
+        envvar="BULKFETCH_STATUS_INTERVAL", metavar="SECONDS",
         help="Without the live table: a status line this often (0: never).",
     )] = 30.0,
     skip_existing: Annotated[bool, typer.Option(
@@ -244,70 +244,35 @@ def fetch(
     )] = None,
 ) -> int:
     """Fetch every URL in the SOURCE lists into --out, with a manifest of what happened."""
-    shard_ = None
-    if shard is not None:
-        shard_ = shards.parse(shard, by=shard_by, count=shard_count, env=os.environ)
-    for flag, given in (("--manifest", manifest), ("--summary-json", summary_json)):
-        if given is not None and str(given).startswith("s3:"):
-            raise UsageError(f"{flag} takes a local file; with --out s3://BUCKET/PREFIX the "
-                             "manifest and state go to PREFIX/.bulkfetch/ in the bucket")
-    root, bucket, state_in_bucket = api.resolve_out(out, state)
-    settings = Settings(
-        sources=tuple(sources),
-        out=root,
-        bucket=bucket,
-        state_in_bucket=state_in_bucket,
-        manifest=manifest or Layout.of(root, shard_).manifest,
-        concurrency=concurrency,
-        retries=retries,
-        timeouts=Timeouts(total_s=timeout, connect_s=connect_timeout, read_s=read_timeout),
-        per_host=per_host,
-        rate=rate,
-        host_rate=host_rate,
-        max_redirects=max_redirects,
-        max_bytes=parse_size(max_bytes) if max_bytes is not None else None,
-        user_agent=_parse_header(f"User-Agent: {user_agent}")[1] if user_agent else None,
-        tls=Tls(cacert=cacert, insecure=insecure, cert=cert, key=key),
-        user=_parse_user(user) if user is not None else None,
-        netrc=netrc,
-        proxy=proxy,
-        cookies=cookies,
-        headers=tuple(_parse_header(h) for h in header or _env_headers()),
-        refetch=_refetch(skip_existing=skip_existing, force=force),
-        host_errors=host_errors,
-        window=window or 0,
-        shard=shard_,
-    )
-    settings = shards.divided(settings)
-    if quiet and verbose:
-        raise UsageError("--quiet and --verbose do not go together")
-    if settings.user and any(name.lower() == "authorization" for name, _ in settings.headers):
-        raise UsageError("--user and -H 'Authorization: …' do not go together")
-    if key is not None and cert is None:
-        raise UsageError("--key goes with --cert")
+    # Every parameter by its name, which is the library's name for it too: both are checked
+    # by the one factory (settings.py), in the same words.
+    given = dict(locals())
+    for name in ("sources", "out", "version", "workers", "summary_json"):
+        del given[name]
+    looks = {name: given.pop(name) for name in DISPLAY_OPTIONS}
+    given["headers"] = headers or _env_headers()
+    settings = settings_.build(sources, out, given, naming=cli_name)
+    shown = settings_.display(looks, is_terminal=sys.stderr.isatty())
+    summary_to = settings_.summary_json(summary_json)
+    processes = workers_.choose(settings_.workers(workers, naming=cli_name), settings)
     extras = api.prepare(settings)
-    if summary_json is not None:
-        _check_summary_json(summary_json)
-    display = Display(
-        DisplaySettings(
-            mode=_mode(quiet=quiet, progress=progress),
-            verbose=verbose,
-            status_interval_s=status_interval,
-        ),
-        limit=settings.concurrency,
-        stream=sys.stderr,
-    )
+    if summary_to is not None:
+        _check_summary_json(summary_to)
+    display = Display(shown, limit=settings.concurrency, stream=sys.stderr)
     if "-" in settings.sources and sys.stdin.isatty():
         display.say("reading URLs from standard input (one a line; end with Ctrl-D)")
     summary = api.execute(settings, settings.sources, display, extras=extras,
-                          processes=workers_.choose(workers, settings), companion=display.run)
+                          processes=processes, companion=display.run)
     if summary.total == 0 and summary.interrupted_by is None:
         display.say("no URLs in the lists (only blank lines and comments, or empty)")
     display.show_summary(summary, _manifest_shown(settings))
     code = exit_code(summary)
-    if summary_json is not None:
-        _write_summary_json(summary_json, summary, settings, code)
+    if summary_to is not None:
+        _write_summary_json(summary_to, summary, settings, code)
     return code
+
+
+DISPLAY_OPTIONS = ("quiet", "verbose", "progress", "status_interval")
 
 
 def _manifest_shown(settings: Settings) -> Path | str:
@@ -317,20 +282,8 @@ def _manifest_shown(settings: Settings) -> Path | str:
     return f"{settings.bucket}{settings.manifest.relative_to(settings.out).as_posix()}"
 
 
-def _refetch(*, skip_existing: bool, force: bool) -> Refetch:
-    if skip_existing and force:
-        raise UsageError("--skip-existing and --force do not go together")
-    if skip_existing:
-        return Refetch.SKIP_EXISTING
-    return Refetch.FORCE if force else Refetch.REVALIDATE
 
 
-def _mode(*, quiet: bool, progress: bool | None) -> Mode:
-    if quiet:
-        return Mode.QUIET
-    if progress is None:
-        progress = sys.stderr.isatty()
-    return Mode.LIVE if progress else Mode.PLAIN
 
 
 def exit_code(summary: Summary) -> int:
@@ -340,24 +293,10 @@ def exit_code(summary: Summary) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def _parse_user(text: str) -> tuple[str, str]:
-    name, sep, password = text.partition(":")
-    if not sep or not name:
-        raise UsageError("--user: expected USER:PASSWORD")
-    return name, password
 
 
-def parse_size(text: str) -> int:
-    """`1048576`, `512k`, `10M`, `2G` (powers of 1024) -> bytes."""
-    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)[iI]?[bB]?\s*", text)
-    if match is None:
-        raise UsageError(f"--max-bytes {text!r}: expected a size such as 500k, 10M or 2G")
-    number, unit = match.groups()
-    return int(number) << (10 * " KMG".index((unit or " ").upper()))
 
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a field name (RFC 9110 5.6.2)
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what a field value cannot hold (HTAB can)
 
 
 def _env_headers() -> list[str]:
@@ -365,13 +304,6 @@ def _env_headers() -> list[str]:
     return [line for line in os.environ.get("BULKFETCH_HEADER", "").splitlines() if line.strip()]
 
 
-def _parse_header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or _TOKEN.fullmatch(name) is None:
-        raise UsageError(f"--header {text!r}: expected 'Name: value'")
-    if _CONTROL.search(value):
-        raise UsageError(f"--header {text!r}: a header value cannot hold control characters")
-    return name, value.strip()
 
 
 def _check_summary_json(path: Path) -> None:
