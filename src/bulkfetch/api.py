@@ -29,7 +29,6 @@ from bulkfetch.errors import LockedOut, UsageError
 from bulkfetch.http import client, creds, tls
 from bulkfetch.lists.intake import Listed, Source
 from bulkfetch.models import (
-    Job,
     Refetch,
     Result,
     Settings,
@@ -40,7 +39,7 @@ from bulkfetch.models import (
     Tls,
 )
 from bulkfetch.schedule import runner
-from bulkfetch.show.events import Observer
+from bulkfetch.show.events import NullObserver, Observer
 from bulkfetch.store import lock
 from bulkfetch.store.layout import Layout
 
@@ -277,7 +276,7 @@ def _open(spec: SourceSpec, name: str, stack: contextlib.ExitStack) -> Source | 
     return Source(name=name, fd=fd)
 
 
-class Quiet:
+class Quiet(NullObserver):
     """The observer of a library call: nothing shown; each Result to `on_result`, if given."""
 
     def __init__(self, on_result: Callable[[Result], None] | None = None) -> None:
@@ -286,16 +285,3 @@ class Quiet:
     def finished(self, result: Result) -> None:
         if self._on_result is not None:
             self._on_result(result)
-
-    def queued(self) -> None: ...
-    def listing_read(self, read_bytes: int, total_bytes: int) -> None: ...
-    def listing_done(self) -> None: ...
-    def listing_total(self, count: int) -> None: ...
-    def started(self, job: Job, attempt: int) -> None: ...
-    def ended(self, job: Job) -> None: ...
-    def responded(self, job: Job, content_length: int | None) -> None: ...
-    def received(self, job: Job, nbytes: int) -> None: ...
-    def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None: ...
-    def window_full(self, waiting: tuple[str, ...]) -> None: ...
-    def worker_lost(self, pid: int, requeued: int) -> None: ...
-    def notice(self, message: str) -> None: ...

@@ -19,7 +19,8 @@ from yarl import URL
 
 from bulkfetch import __version__
 from bulkfetch.http.creds import Credentials
-from bulkfetch.http.fetcher import CHUNK_BYTES, MAX_HEADER_BYTES, Fetcher
+from bulkfetch.http.failures import MAX_HEADER_BYTES
+from bulkfetch.http.fetcher import CHUNK_BYTES, Fetcher
 from bulkfetch.http.redirects import Hops
 from bulkfetch.models import Refetch, Resume, Settings
 from bulkfetch.show.events import Observer
@@ -99,7 +100,7 @@ def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSe
         requote_redirect_url=False,  # hops.py follows redirects; this is in case it ever doesn't
         auto_decompress=False,
         # aiohttp's 8 KiB per header line refuses real answers (a 9 kB Set-Cookie); curl
-        # takes 100 kB. Beyond this, fetcher.py says the header was oversized, never its value.
+        # takes 100 kB. Beyond this, failures.py says the header was oversized, never its value.
         max_line_size=MAX_HEADER_BYTES,
         max_field_size=MAX_HEADER_BYTES,
         read_bufsize=CHUNK_BYTES,  # smaller, and the socket pauses and resumes per chunk

@@ -1,48 +1,26 @@
-"""One URL: attempts, status classification, streaming to the sink.
+"""One URL's attempt: the request, the answer's verdict, the body streamed to the sink.
 
-This is the only module that catches aiohttp's exceptions; each becomes a one-line description
-and a verdict on whether another attempt could help:
-
-    redirects.TooManyRedirects, redirects.BadRedirect                           FINAL
-    aiohttp.ClientError
-      ├─ InvalidURL, NonHttpUrlClientError                            FINAL
-      ├─ ClientHttpProxyError (the proxy refused the CONNECT)         STATUS (its status)
-      ├─ ClientResponseError (an answer that cannot be parsed)        FINAL
-      ├─ ClientSSLError                                               TLS (the host's fault)
-      ├─ ClientConnectorError (refused, name not resolved)            CONNECT
-      └─ everything else (reset, disconnected, payload cut short)     TRANSFER
-    asyncio.TimeoutError: ConnectionTimeoutError CONNECT, else        TRANSFER
-    OSError from the sink (disk full, permissions, a folder in the way)  FINAL
-
-Whether another attempt follows is the retry policy's decision (`retry.RetryPolicy.decide`).
+Every fault of an attempt becomes a `Failure` kind and one line in one table
+(`failures.py`); whether another attempt follows is the retry policy's decision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno
 from collections.abc import Callable
 
 import aiohttp
 
-from bulkfetch.http import ranges, redirects
+from bulkfetch.http import failures, ranges
+from bulkfetch.http.failures import ShortBody, ShortRange, TooBig
 from bulkfetch.http.headers import parse_retry_after
 from bulkfetch.http.redirects import Hops
 from bulkfetch.models import Attempt, Failure, Job, Resume, Ticket, Timeouts, Validators
 from bulkfetch.show.events import Observer
-from bulkfetch.store.sink import (
-    Body,
-    ChecksumMismatch,
-    Conflict,
-    Partial,
-    Pending,
-    StoreFailed,
-    Target,
-)
+from bulkfetch.store.sink import Body, Partial, Pending, Target
 
 CHUNK_BYTES = 256 * 1024
-MAX_HEADER_BYTES = 64 * 1024  # one header line, or the status line
 RESUMABLE_BYTES = 4 * 1024 * 1024
 # A big body is written out in bigger flushes: a quarter of the thread hops per MB (1 GiB:
 # 2.3 s -> 1.7 s). Only a few at once, so that memory stays bounded at any -c. The chunks stay
@@ -51,24 +29,9 @@ RESUMABLE_BYTES = 4 * 1024 * 1024
 BIG_FLUSH_BYTES = 1024 * 1024
 BIG_STREAMS = 8
 
-_FINAL_CLIENT_ERRORS = (
-    redirects.TooManyRedirects,
-    redirects.BadRedirect,
-    aiohttp.InvalidURL,
-    aiohttp.NonHttpUrlClientError,
-)
 
 
-class ShortBody(Exception):
-    """The connection ended before Content-Length bytes arrived."""
 
-
-class ShortRange(Exception):
-    """A 206 ended where the server capped its range, before the body's end."""
-
-
-class TooBig(Exception):
-    """The body is larger than --max-bytes."""
 
 
 class _Trace:
@@ -109,7 +72,7 @@ class Slot:
 
 class Fetcher:
     """Makes attempts over one shared session; at most `semaphore` at once. Which attempt comes
-    next, and whether there is one, is the scheduler's business (`engine`)."""
+    next, and whether there is one, is the scheduler's business (`schedule/scheduler.py`)."""
 
     def __init__(
         self,
@@ -147,29 +110,12 @@ class Fetcher:
                 validators=trace.validators, received=got.size, final_url=trace.final_url,
                 content_type=trace.content_type,
             )
-        except (ChecksumMismatch, TooBig, Conflict) as exc:
-            return trace.failed(str(exc), Failure.FINAL)
-        except StoreFailed as exc:
-            return trace.failed(str(exc), Failure.TRANSFER if exc.retryable else Failure.FINAL)
-        except _FINAL_CLIENT_ERRORS as exc:
-            return trace.failed(_describe(exc), Failure.FINAL)
-        except aiohttp.ClientHttpProxyError as exc:  # the proxy refused the CONNECT
-            trace.http_status = exc.status
-            return trace.failed(_proxy_refused(exc.status, exc.message), Failure.STATUS)
-        except aiohttp.ClientResponseError as exc:  # the answer could not be parsed
-            return trace.failed(_unparsable(exc), Failure.FINAL)
-        except aiohttp.ClientSSLError as exc:  # before ClientConnectorError, its sibling base
-            return trace.failed(_describe(exc), Failure.TLS)
-        except aiohttp.ConnectionTimeoutError as exc:
-            return trace.failed(_timed_out(exc, self._timeouts), Failure.CONNECT)
-        except TimeoutError as exc:
-            return trace.failed(_timed_out(exc, self._timeouts), Failure.TRANSFER)
-        except aiohttp.ClientConnectorError as exc:
-            return trace.failed(_describe(exc), Failure.CONNECT)
-        except (aiohttp.ClientError, ShortBody, ShortRange) as exc:
-            return trace.failed(_describe(exc), Failure.TRANSFER)
-        except OSError as exc:
-            return trace.failed(f"cannot write the file: {exc}", Failure.FINAL)
+        except Exception as exc:
+            fault = failures.classify(exc, self._timeouts)
+            if fault is None:  # not a fault of the network, the server or the disk: a bug
+                raise
+            trace.http_status = fault.http_status or trace.http_status
+            return trace.failed(fault.words, fault.failure)
 
     async def _exchange(self, job: Job, trace: _Trace) -> Pending | Attempt:
         """Send the request and take the answer: its body on the way to disk, or the verdict."""
@@ -303,75 +249,7 @@ def _refused(resp: aiohttp.ClientResponse) -> Attempt:
     error = f"HTTP {resp.status} {resp.reason or ''}".rstrip()
     return Attempt(
         http_status=resp.status,
-        error=_proxy_refused(resp.status, resp.reason) if resp.status == 407 else error,
+        error=failures.proxy_refused(resp.status, resp.reason) if resp.status == 407 else error,
         failure=Failure.STATUS,
         retry_after_s=parse_retry_after(resp.headers.get("Retry-After")),
     )
-
-
-def _unparsable(exc: aiohttp.ClientResponseError) -> str:
-    """aiohttp reports a malformed answer as an invented 400 whose message quotes the bytes
-    (a session cookie, say): neither the status nor the text is shown."""
-    if exc.message.startswith("Got more than"):
-        return f"the server sent an oversized header (over {MAX_HEADER_BYTES // 1024} KiB)"
-    return "the server sent a malformed answer (not valid HTTP/1.1)"
-
-
-def _proxy_refused(status: int, reason: str | None) -> str:
-    """A proxy's refusal; a 401 to a CONNECT (tinyproxy) means what a 407 means."""
-    what = f"HTTP {status} {reason or ''}".rstrip()
-    if status in (401, 407):
-        return f"the proxy refused the credentials ({what}); not retried"
-    return f"the proxy refused the connection ({what})"
-
-
-def _timed_out(exc: TimeoutError, timeouts: Timeouts) -> str:
-    """Which timeout fired, and after how long."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError) and timeouts.connect_s is not None:
-        return f"connect timed out after {timeouts.connect_s:g}s (--connect-timeout)"
-    if isinstance(exc, aiohttp.SocketTimeoutError) and timeouts.read_s is not None:
-        return f"no data for {timeouts.read_s:g}s (--read-timeout)"
-    return f"timed out after {timeouts.total_s:g}s (--timeout)"
-
-
-_OS_REASONS = {
-    errno.ECONNREFUSED: "connection refused",
-    errno.EHOSTUNREACH: "host unreachable",
-    errno.ENETUNREACH: "network unreachable",
-    errno.ETIMEDOUT: "timed out",
-    errno.ECONNRESET: "connection reset",
-}
-
-
-def _os_reason(error: OSError) -> str:
-    """A socket error in our words, not the C library's (`[Errno 111] Connect call failed`)."""
-    if error.errno in _OS_REASONS:
-        return _OS_REASONS[error.errno]
-    return (error.strerror or str(error) or type(error).__name__).lower()
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line, never empty, description of a network fault."""
-    match exc:
-        case redirects.TooManyRedirects() | redirects.BadRedirect():
-            return str(exc)
-        case aiohttp.NonHttpUrlClientError() | aiohttp.InvalidURL():
-            return f"redirected to an unusable URL: {exc}"
-        case aiohttp.ClientConnectorCertificateError():
-            reason = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
-            return (f"TLS: the certificate of {exc.host}:{exc.port} is not trusted: {reason} "
-                    "(use --cacert FILE for a private CA)")
-        case aiohttp.ClientSSLError():
-            return f"TLS: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        case aiohttp.ClientConnectorDNSError():
-            return f"cannot connect to {exc.host}:{exc.port}: name not resolved"
-        case aiohttp.ClientConnectorError():
-            return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
-        case aiohttp.ServerDisconnectedError():
-            return "the server closed the connection before answering"
-        case aiohttp.ClientPayloadError():
-            return f"body cut short: {exc}"
-        case aiohttp.ClientConnectionResetError() | ConnectionResetError():
-            return "the connection was reset"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

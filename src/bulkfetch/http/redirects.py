@@ -21,6 +21,7 @@ from yarl import URL
 from bulkfetch.http.creds import Credentials
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+UNUSABLE = "redirected to an unusable URL"
 HOME_ONLY_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 # What may not appear raw in a request target (RFC 3986 2, WHATWG's percent-encode sets):
 # these alone are escaped (as UTF-8); every escape already written is sent as it is.
@@ -100,8 +101,8 @@ class Hops:
 def _follow(base: URL, location: str) -> URL:
     try:
         target = base.join(as_listed(location))
-    except ValueError as exc:
-        raise BadRedirect(f"redirected to an unusable URL: {location[:200]!r}") from exc
-    if target.scheme not in ("http", "https") or not target.raw_host:
-        raise BadRedirect(f"redirected to an unusable URL: {location[:200]!r}")
+    except ValueError:
+        target = None
+    if target is None or target.scheme not in ("http", "https") or not target.raw_host:
+        raise BadRedirect(f"{UNUSABLE}: {location[:200]!r}")
     return target

@@ -21,7 +21,7 @@ from bulkfetch.models import Job, Result, Settings, Status, Summary, Validators
 from bulkfetch.schedule import workers
 from bulkfetch.schedule.frontier import Frontier
 from bulkfetch.schedule.retry import RetryPolicy
-from bulkfetch.schedule.scheduler import Engine, Executor, local_executor, window_for
+from bulkfetch.schedule.scheduler import Executor, Scheduler, local_executor, window_for
 from bulkfetch.show.events import Observer
 from bulkfetch.store.layout import PART_SUFFIX, PARTIAL_DIR, Layout
 from bulkfetch.store.manifest import Manifest
@@ -205,7 +205,7 @@ async def _fetch_all(
                 tally.add(result)
                 observer.finished(result)
 
-            engine = Engine(
+            scheduler = Scheduler(
                 Frontier(per_host=settings.per_host, rate=settings.rate,
                          host_rate=settings.host_rate),
                 RetryPolicy(retries=settings.retries, base_s=settings.backoff_s),
@@ -219,7 +219,7 @@ async def _fetch_all(
             files = settings.out if settings.bucket is None else None
             try:
                 async with (
-                    _executor(settings, extras, writers, engine, observer, pool) as executor,
+                    _executor(settings, extras, writers, scheduler, observer, pool) as executor,
                 ):
                     intake = Intake(
                         sources,
@@ -229,9 +229,9 @@ async def _fetch_all(
                         refetch=settings.refetch,
                         find_resume=client.resume_finder(settings, writers),
                     )
-                    broken = await engine.run(intake, executor)
+                    broken = await scheduler.run(intake, executor)
             except asyncio.CancelledError:
-                engine.cut_off()  # after the executor: what settled on its way out is recorded
+                scheduler.cut_off()  # after the executor: what settled on its way out is recorded
                 raise
             if broken is not None:
                 raise broken
@@ -244,19 +244,19 @@ async def _executor(
     settings: Settings,
     extras: client.Extras,
     writers: Writers,
-    engine: Engine,
+    scheduler: Scheduler,
     observer: Observer,
     pool: workers.Pool | None,
 ) -> AsyncIterator[Executor]:
     if pool is not None:
-        async with pool.executor(engine, observer) as remote:
+        async with pool.executor(scheduler, observer) as remote:
             yield remote
         return
     limit = settings.concurrency
     async with (
         client.target(settings, writers, limit=limit) as sink,
         client.fetcher(settings, extras, sink, observer, limit=limit) as fetcher,
-        local_executor(fetcher, limit, engine) as local,
+        local_executor(fetcher, limit, scheduler) as local,
     ):
         yield local
 

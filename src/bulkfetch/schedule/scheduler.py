@@ -4,7 +4,7 @@
                              ▲ window        ▲ later / pause / ended                │
                              └──────────── settle(ticket, attempt) ◄────────────────┘
 
-The engine runs on one event loop and decides everything shared by all requests: which ticket
+The scheduler runs on one event loop and decides everything shared by all requests: which ticket
 starts when (the frontier), what an attempt's outcome means (the retry policy), when a host is
 given up on (--host-errors), and each URL's Result. An Executor only makes attempts: tasks on
 this loop (`LocalExecutor`), or worker processes (`workers.ProcessExecutor`), so every limit
@@ -42,14 +42,14 @@ class Executor(Protocol):
         """A slot is free for another attempt."""
 
     def start(self, ticket: Ticket) -> None:
-        """Make the ticket's next attempt; report through the engine's `ended` and `settle`."""
+        """Make the ticket's next attempt; report through the scheduler's `ended` and `settle`."""
 
 
 def window_for(concurrency: int, asked: int = 0) -> int:
     return asked or max(WINDOW_MIN, WINDOW_PER_SLOT * concurrency)
 
 
-class Engine:
+class Scheduler:
     def __init__(
         self,
         frontier: Frontier,
@@ -275,11 +275,11 @@ class LocalExecutor:
     """Attempts as tasks on this loop, each holding one of `limit` slots."""
 
     def __init__(
-        self, fetcher: Fetcher, limit: int, engine: Engine, group: asyncio.TaskGroup
+        self, fetcher: Fetcher, limit: int, scheduler: Scheduler, group: asyncio.TaskGroup
     ) -> None:
         self._fetcher = fetcher
         self._limit = limit
-        self._engine = engine
+        self._scheduler = scheduler
         self._group = group
         self._busy = 0
 
@@ -293,16 +293,16 @@ class LocalExecutor:
     async def _run(self, ticket: Ticket) -> None:
         def ended() -> None:
             self._busy -= 1
-            self._engine.ended(ticket)
+            self._scheduler.ended(ticket)
 
         attempt = await self._fetcher.attempt(ticket, ended=ended)
-        self._engine.settle(ticket, attempt)
+        self._scheduler.settle(ticket, attempt)
 
 
 @contextlib.asynccontextmanager
 async def local_executor(
-    fetcher: Fetcher, limit: int, engine: Engine
+    fetcher: Fetcher, limit: int, scheduler: Scheduler
 ) -> AsyncIterator[LocalExecutor]:
     """The executor and the task group that owns its attempts: leaving it ends them all."""
     async with asyncio.TaskGroup() as group:
-        yield LocalExecutor(fetcher, limit, engine, group)
+        yield LocalExecutor(fetcher, limit, scheduler, group)

@@ -66,6 +66,37 @@ def ticket_in(row: Row) -> Ticket:
     return Ticket(key, job, attempts, resume, first_start, received)
 
 
+def ended(key: int) -> Row:
+    return (ENDED, key)
+
+
+def progress(key: int, nbytes: int, *, length: int | None = None,
+             responded: bool = False) -> Row:
+    return (PROGRESS, key, nbytes, length, responded)
+
+
+def progress_in(row: Row) -> tuple[int, int | None, bool]:
+    """A PROGRESS row's bytes, announced length and whether the answer came."""
+    _, _, nbytes, length, responded = row
+    return nbytes, length, responded
+
+
+def crashed(error: str, trace: str) -> Row:
+    return (CRASHED, error, trace)
+
+
+def crashed_in(row: Row) -> tuple[str, str]:
+    """A CRASHED row's error and traceback."""
+    _, error, trace = row
+    return error, trace
+
+
+def key_of(row: Row) -> int:
+    """The ticket id of an ENDED, PROGRESS or SETTLED row."""
+    key: int = row[1]
+    return key
+
+
 def settled(key: int, a: Attempt) -> Row:
     validators = a.validators and (a.validators.etag, a.validators.last_modified)
     return (SETTLED, key, a.http_status, a.error, a.failure.value, a.retry_after_s, a.size,

@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING
 
 from bulkfetch.errors import EXIT_INTERNAL, WorkerFailed
 from bulkfetch.http import client
-from bulkfetch.models import Job, Result, Settings, Ticket
+from bulkfetch.models import Job, Settings, Ticket
 from bulkfetch.schedule import wire
-from bulkfetch.show.events import Observer
+from bulkfetch.show.events import NullObserver, Observer
 from bulkfetch.store.threads import Writers, write_all
 
 if TYPE_CHECKING:
-    from bulkfetch.schedule.scheduler import Engine
+    from bulkfetch.schedule.scheduler import Scheduler
 
 MAX_WORKERS = 4  # by default; four did no better than two on two cores
 STOP_WAIT_S = 10.0  # how long the parent waits for stopped workers to report their last
@@ -108,9 +108,9 @@ class Pool:
         self.children = children
 
     def executor(
-        self, engine: Engine, observer: Observer
+        self, scheduler: Scheduler, observer: Observer
     ) -> contextlib.AbstractAsyncContextManager[ProcessExecutor]:
-        return _running(ProcessExecutor(self.children, engine, observer))
+        return _running(ProcessExecutor(self.children, scheduler, observer))
 
     def reap(self) -> None:
         for child in self.children:
@@ -145,12 +145,12 @@ def spawn(count: int, settings: Settings, extras: client.Extras) -> Pool:
 
 
 class ProcessExecutor:
-    """The engine's Executor over the workers: tickets down, messages up, on the parent's loop."""
+    """The scheduler's Executor over the workers: tickets down, rows up, on the parent's loop."""
 
-    def __init__(self, children: list[_Child], engine: Engine, observer: Observer) -> None:
+    def __init__(self, children: list[_Child], scheduler: Scheduler, observer: Observer) -> None:
         self._children = children
         self._free = sum(c.credit for c in children)  # free slots of the living workers
-        self._engine = engine
+        self._scheduler = scheduler
         self._observer = observer
         self._flush_scheduled = False
         self._main = asyncio.current_task()
@@ -196,13 +196,13 @@ class ProcessExecutor:
     def _handle(self, child: _Child, row: wire.Row) -> None:
         kind = row[0]
         if kind == wire.CRASHED:
-            self.crashed = (row[1], row[2])
+            self.crashed = wire.crashed_in(row)
             return
-        key = row[1]
+        key = wire.key_of(row)
         if (ticket := child.running.get(key)) is None:
             return
         if kind == wire.PROGRESS:
-            _, _, nbytes, length, responded = row
+            nbytes, length, responded = wire.progress_in(row)
             if responded:
                 self._observer.responded(ticket.job, length)
             if nbytes:
@@ -211,11 +211,11 @@ class ProcessExecutor:
             child.ended.add(key)
             child.credit += 1
             self._free += 1
-            self._engine.ended(ticket)
+            self._scheduler.ended(ticket)
         elif kind == wire.SETTLED:
             child.ended.discard(key)
             del child.running[key]
-            self._engine.settle(ticket, wire.attempt_in(row))
+            self._scheduler.settle(ticket, wire.attempt_in(row))
 
     def _gone(self, child: _Child) -> None:
         """The worker's pipe closed: it has exited. What it had not settled goes back."""
@@ -227,8 +227,8 @@ class ProcessExecutor:
         child.running.clear()
         for ticket in lost:
             if ticket.id not in child.ended:
-                self._engine.ended(ticket)
-            self._engine.lost(ticket)
+                self._scheduler.ended(ticket)
+            self._scheduler.lost(ticket)
         if lost and not self.stopping:
             self._observer.worker_lost(child.pid, len(lost))
         alive = any(c.alive for c in self._children)
@@ -240,7 +240,7 @@ class ProcessExecutor:
 
 @contextlib.asynccontextmanager
 async def _running(executor: ProcessExecutor) -> AsyncIterator[ProcessExecutor]:
-    """Listen to the workers while the engine runs. On the way out, close their pipes (the
+    """Listen to the workers while the scheduler runs. On the way out, close their pipes (the
     sign to stop) and wait for each to report its last; raise what broke them."""
     loop = asyncio.get_running_loop()
     children = executor._children
@@ -304,7 +304,7 @@ def _worker(
         try:
             asyncio.run(_serve(settings, extras, down, link, limit))
         except BaseException as exc:
-            link.send((wire.CRASHED, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            link.send(wire.crashed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
             code = EXIT_INTERNAL
         link.flush()
     except BaseException:
@@ -345,7 +345,7 @@ async def _serve(
             async def attempt(ticket: Ticket) -> None:
                 link.begin(ticket)
                 got = await fetcher.attempt(
-                    ticket, ended=lambda: link.send((wire.ENDED, ticket.id)))
+                    ticket, ended=lambda: link.send(wire.ended(ticket.id)))
                 link.send(wire.settled(ticket.id, got))
                 link.end(ticket)
 
@@ -370,7 +370,7 @@ async def _serve(
         writers.close()
 
 
-class _Link:
+class _Link(NullObserver):
     """The worker's pipe up: messages batched per loop turn; also the Fetcher's Observer,
     which reports only what a worker sees (answers and body bytes)."""
 
@@ -404,7 +404,7 @@ class _Link:
 
     def flush(self) -> None:
         self._scheduled = False
-        progress = [(wire.PROGRESS, i, n, None, False) for i, n in self._bytes.items()]
+        progress = [wire.progress(i, n) for i, n in self._bytes.items()]
         self._bytes.clear()
         out, self._out = [*progress, *self._out], []
         if not out or self._gone:
@@ -418,23 +418,10 @@ class _Link:
 
     def responded(self, job: Job, content_length: int | None) -> None:
         if (key := self._ids.get(job.url)) is not None:
-            self._out.append((wire.PROGRESS, key, 0, content_length, True))
+            self._out.append(wire.progress(key, 0, length=content_length, responded=True))
             self._soon()
 
     def received(self, job: Job, nbytes: int) -> None:
         if (key := self._ids.get(job.url)) is not None:
             self._bytes[key] = self._bytes.get(key, 0) + nbytes
             self._soon()
-
-    def queued(self) -> None: ...
-    def listing_read(self, read_bytes: int, total_bytes: int) -> None: ...
-    def listing_done(self) -> None: ...
-    def started(self, job: Job, attempt: int) -> None: ...
-    def ended(self, job: Job) -> None: ...
-    def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None: ...
-    def finished(self, result: Result) -> None: ...
-    def window_full(self, waiting: tuple[str, ...]) -> None: ...
-    def worker_lost(self, pid: int, requeued: int) -> None: ...
-    def notice(self, message: str) -> None: ...
-    def listing_total(self, count: int) -> None: ...
-

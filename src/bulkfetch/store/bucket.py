@@ -135,8 +135,7 @@ class PendingObject:
                 await self._hash_whole()
             digest = self._hash.hexdigest()
             if expect_sha256 is not None and digest != expect_sha256:
-                raise ChecksumMismatch(
-                    f"sha256 mismatch: got {digest}, the list says {expect_sha256}")
+                raise ChecksumMismatch(digest, expect_sha256)
             # Once asked, a PUT may take effect: it is seen to its end, so that what landed
             # is reported even when a signal comes meanwhile.
             await settle(asyncio.ensure_future(self._publish(digest)), defer_cancel=True)

@@ -63,6 +63,9 @@ class Body:
 class ChecksumMismatch(Exception):
     """The body's sha256 is not the one the list asked for; the file was not published."""
 
+    def __init__(self, got: str, expected: str) -> None:
+        super().__init__(f"sha256 mismatch: got {got}, the list says {expected}")
+
 
 class Conflict(Exception):
     """Something else is already at the final name and create-only kept it there."""
@@ -270,7 +273,7 @@ class PendingFile:
         os.close(fd)
         digest = self._hash.hexdigest()
         if expect_sha256 is not None and digest != expect_sha256:
-            raise ChecksumMismatch(f"sha256 mismatch: got {digest}, the list says {expect_sha256}")
+            raise ChecksumMismatch(digest, expect_sha256)
         self._sink.ensure_dir(os.path.dirname(self.final))
         os.replace(self._temp, self.final)
         self._temp = ""
