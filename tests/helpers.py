@@ -108,3 +108,14 @@ def wait_for(condition: object, timeout: float = 10) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.05)
+
+
+def fetch_cli(
+    tmp_path: Path, urls: list[str], *args: str, timeout: float = 60
+) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]:
+    """The usual run: `urls` in a list, the real CLI into tmp_path/out, and its manifest's rows
+    by URL (none if it wrote no manifest)."""
+    proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"), *args,
+                   timeout=timeout)
+    manifest = tmp_path / "out" / MANIFEST
+    return proc, read_manifest(manifest) if manifest.exists() else {}

@@ -74,6 +74,9 @@ class Stats:
         return sum(1 for p in self.paths if p.split("?")[0] == path)
 
 
+STOP_WAIT_S = 5.0
+
+
 class Server:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.stats = Stats()
@@ -107,17 +110,26 @@ class Server:
 
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._stop_event.set)
-        self._thread.join(10)
+        self._thread.join(STOP_WAIT_S)
+        assert not self._thread.is_alive(), f"the test server did not stop in {STOP_WAIT_S}s"
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._loop.run_until_complete(self._main())
+        # Handlers still stalled after the short shutdown are cancelled, and seen to their end.
+        left = asyncio.all_tasks(self._loop)
+        for task in left:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         self._loop.close()
 
     async def _main(self) -> None:
         self._stop_event = asyncio.Event()
-        runner = web.AppRunner(self._app(), handle_signals=False, access_log=None)
+        # A test may leave a handler stalled (/stall/60): stopping cancels it at once instead
+        # of waiting for it (aiohttp's default), so the session ends in a moment.
+        runner = web.AppRunner(self._app(), handle_signals=False, access_log=None,
+                               shutdown_timeout=0.1)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024, ssl_context=self._ssl)
         await site.start()

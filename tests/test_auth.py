@@ -6,7 +6,7 @@ import base64
 import urllib.parse
 from pathlib import Path
 
-from tests.helpers import MANIFEST, read_manifest, run_cli, write_list
+from tests.helpers import fetch_cli, run_cli, write_list
 from tests.server import Server
 
 SECRET = "s3cr3t-Pa55"
@@ -42,11 +42,11 @@ def test_basic_auth_is_sent_and_dropped_on_a_redirect_elsewhere(
 
 def test_url_passwords_are_masked_everywhere(server: Server, tmp_path: Path) -> None:
     secret_url = f"http://bob:{SECRET}@127.0.0.1:{server.port}/status/403"
-    proc = run_cli(str(write_list(tmp_path / "u", [secret_url])), "-o", str(tmp_path / "out"),
-                   "-v", "--summary-json", str(tmp_path / "summary.json"))
+    proc, rows = fetch_cli(tmp_path, [secret_url], "-v",
+                           "--summary-json", str(tmp_path / "summary.json"))
     assert proc.returncode == 1
     assert SECRET not in everything_written(tmp_path / "out", proc.stderr)
-    (row,) = read_manifest(tmp_path / "out" / MANIFEST).values()
+    (row,) = rows.values()
     assert row["url"] == f"http://bob:***@127.0.0.1:{server.port}/status/403"
     assert "bob:***@" in proc.stderr
 

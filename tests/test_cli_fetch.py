@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.helpers import MANIFEST, assert_tidy, read_manifest, run_cli, write_list
+from tests.helpers import MANIFEST, assert_tidy, fetch_cli, read_manifest, run_cli, write_list
 from tests.server import GZIPPED, Server, body
 
 
@@ -43,9 +43,9 @@ def test_fetches_every_url_with_a_truthful_manifest(server: Server, tmp_path: Pa
 def test_retries_5xx_until_success(server: Server, tmp_path: Path) -> None:
     """A 503 twice and then a 200 is ok after three attempts."""
     url = server.url(f"/flaky/{key()}/2/503")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, [url])
     assert proc.returncode == 0, proc.stderr
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert (row["status"], row["attempts"], row["http_status"]) == ("ok", 3, 200)
     assert server.stats.count(url[len(server.base):]) == 3
 
@@ -53,10 +53,9 @@ def test_retries_5xx_until_success(server: Server, tmp_path: Path) -> None:
 def test_gives_up_after_the_retries(server: Server, tmp_path: Path) -> None:
     """--retries 1 means two attempts in all, then failed with the last status."""
     url = server.url(f"/flaky/{key()}/5/500")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"),
-                   "--retries", "1")
+    proc, rows = fetch_cli(tmp_path, [url], "--retries", "1")
     assert proc.returncode == 1
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert (row["status"], row["attempts"], row["http_status"]) == ("failed", 2, 500)
     assert "HTTP 500" in row["error"] and row["path"] is None
     assert server.stats.count(url[len(server.base):]) == 2
@@ -66,18 +65,18 @@ def test_gives_up_after_the_retries(server: Server, tmp_path: Path) -> None:
 def test_waits_for_retry_after(server: Server, tmp_path: Path) -> None:
     """429 with Retry-After: 2 delays the next attempt by at least two seconds."""
     url = server.url(f"/flaky/{key()}/1/429?retry_after=2")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, [url])
     assert proc.returncode == 0, proc.stderr
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert row["attempts"] == 2 and row["elapsed"] >= 2.0
 
 
 def test_a_404_is_asked_once(server: Server, tmp_path: Path) -> None:
     """A 404 is final: one request, failed, nothing written."""
     url = server.url("/status/404")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, [url])
     assert proc.returncode == 1
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert (row["status"], row["http_status"], row["attempts"]) == ("failed", 404, 1)
     assert row["error"] == "HTTP 404 Not Found"
     assert server.stats.count("/status/404") == 1
@@ -87,9 +86,8 @@ def test_a_404_is_asked_once(server: Server, tmp_path: Path) -> None:
 def test_a_body_cut_short_is_retried(server: Server, tmp_path: Path) -> None:
     """A body shorter than Content-Length is retried; only the whole body is published."""
     url = server.url(f"/truncate/{key()}/1")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, [url])
     assert proc.returncode == 0, proc.stderr
-    rows = read_manifest(tmp_path / "out" / MANIFEST)
     assert rows[url]["attempts"] == 2 and rows[url]["status"] == "ok"
     assert_tidy(tmp_path / "out", rows)
 
@@ -98,9 +96,8 @@ def test_a_reset_connection_is_retried(server: Server, tmp_path: Path) -> None:
     """Resets are retried. aiohttp itself resends once on a dropped connection (RFC 9112
     9.3.1.1), so two resets are needed before bulkfetch's own retry shows."""
     url = server.url(f"/reset/{key()}/2")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, [url])
     assert proc.returncode == 0, proc.stderr
-    rows = read_manifest(tmp_path / "out" / MANIFEST)
     assert rows[url]["status"] == "ok" and rows[url]["attempts"] == 2
     assert server.stats.count(url[len(server.base):]) == 3
     assert_tidy(tmp_path / "out", rows)
@@ -111,10 +108,8 @@ def test_a_body_always_cut_short_fails_and_leaves_nothing(
 ) -> None:
     """When every attempt is cut short, the URL fails and no file or temp file remains."""
     url = server.url(f"/truncate/{key()}/9")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"),
-                   "--retries", "1")
+    proc, rows = fetch_cli(tmp_path, [url], "--retries", "1")
     assert proc.returncode == 1
-    rows = read_manifest(tmp_path / "out" / MANIFEST)
     assert rows[url]["error"].startswith("body cut short")
     assert_tidy(tmp_path / "out", rows)
 
@@ -122,10 +117,9 @@ def test_a_body_always_cut_short_fails_and_leaves_nothing(
 def test_a_stall_times_out(server: Server, tmp_path: Path) -> None:
     """A server that stops sending fails the attempt after --timeout, and it says so."""
     url = server.url("/stall/30")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"),
-                   "--timeout", "0.5", "--retries", "1", timeout=20)
+    proc, rows = fetch_cli(tmp_path, [url], "--timeout", "0.5", "--retries", "1", timeout=20)
     assert proc.returncode == 1
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert row["error"] == "timed out after 0.5s (--timeout) (gave up after 2 attempts)"
     assert row["attempts"] == 2
 
@@ -133,9 +127,9 @@ def test_a_stall_times_out(server: Server, tmp_path: Path) -> None:
 def test_redirects_are_followed(server: Server, tmp_path: Path) -> None:
     """A chain of ten redirects is followed; the final answer is saved under the asked URL."""
     url = server.url("/redirect/10")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, [url])
     assert proc.returncode == 0, proc.stderr
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert row["status"] == "ok" and row["bytes"] == 1000
     assert (tmp_path / "out" / row["path"]).read_bytes() == body("redirect-end", 1000)
 
@@ -150,21 +144,21 @@ def test_bad_redirects_fail_without_retries(
 ) -> None:
     """A redirect loop, an over-long chain or a redirect off http(s) fails at once."""
     url = server.url(path)
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, [url])
     assert proc.returncode == 1
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert row["error"].startswith(error) and row["attempts"] == 1
 
 
 def test_concurrency_bound_and_connection_reuse(server: Server, tmp_path: Path) -> None:
     """With -c 4, the server never sees more than 4 requests or 4 connections for 300 URLs."""
     urls = [server.url(f"/bytes/{100 + i}?delay=0.005") for i in range(300)]
-    proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"), "-c", "4")
+    proc, rows = fetch_cli(tmp_path, urls, "-c", "4")
     assert proc.returncode == 0, proc.stderr
     assert len(server.stats.paths) == 300
     assert server.stats.max_in_flight == 4  # reached, and never passed
     assert len(server.stats.peers) <= 4
-    assert_tidy(tmp_path / "out", read_manifest(tmp_path / "out" / MANIFEST))
+    assert_tidy(tmp_path / "out", rows)
 
 
 def test_duplicates_are_fetched_once(server: Server, tmp_path: Path) -> None:
@@ -186,9 +180,8 @@ def test_tricky_urls_all_land_in_distinct_files(server: Server, tmp_path: Path) 
         "/%2e%2e/%2e%2e/up", "/a%2Fb", "/.hidden", "/..", "/%00nul", "/sp%20ace", "/",
     ]
     urls = [server.base + p for p in paths]
-    proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, urls)
     assert proc.returncode == 0, proc.stderr
-    rows = read_manifest(tmp_path / "out" / MANIFEST)
     assert len(rows) == len(urls)
     assert len({row["path"] for row in rows.values()}) == len(urls)
     assert all(row["status"] == "ok" for row in rows.values())
@@ -251,23 +244,22 @@ def test_reads_standard_input(server: Server, tmp_path: Path) -> None:
 def test_sends_extra_headers_and_asks_for_identity(server: Server, tmp_path: Path) -> None:
     """-H adds headers (repeatable); bulkfetch asks for the body uncompressed by default."""
     url = server.url("/headers")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"),
-                   "-H", "X-Token: abc: def", "-H", "User-Agent: mine/1")
+    proc, rows = fetch_cli(tmp_path, [url], "-H", "X-Token: abc: def", "-H", "User-Agent: mine/1")
     assert proc.returncode == 0, proc.stderr
     sent = server.stats.headers[0]
     assert sent["X-Token"] == "abc: def"
     assert sent["User-Agent"] == "mine/1"
     assert sent["Accept-Encoding"] == "identity"
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert orjson.loads((tmp_path / "out" / row["path"]).read_bytes())["X-Token"] == "abc: def"
 
 
 def test_compressed_bodies_are_saved_as_sent(server: Server, tmp_path: Path) -> None:
     """A gzip body is saved byte for byte: size, Content-Length and sha256 agree."""
     url = server.url("/gzipped")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, [url])
     assert proc.returncode == 0, proc.stderr
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     saved = (tmp_path / "out" / row["path"]).read_bytes()
     assert saved == GZIPPED and row["bytes"] == len(GZIPPED)
     assert gzip.decompress(saved) == body("gzipped", 50_000)

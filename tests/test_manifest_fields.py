@@ -15,6 +15,7 @@ from tests.helpers import (
     MANIFEST,
     bulkfetch_cmd,
     cli_env,
+    fetch_cli,
     read_manifest,
     run_cli,
     wait_for,
@@ -62,8 +63,8 @@ def test_lines_and_summary_match_the_schemas_in_every_state(
 def test_no_password_reaches_the_final_url(server: Server, tmp_path: Path) -> None:
     target = f"http://pat:s3cret@127.0.0.1:{server.port}/bytes/5"
     url = server.url(f"/go?to={target}")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
-    (row,) = read_manifest(tmp_path / "out" / MANIFEST).values()
+    proc, rows = fetch_cli(tmp_path, [url])
+    (row,) = rows.values()
     assert "s3cret" not in (tmp_path / "out" / MANIFEST).read_text() + proc.stderr
     assert row["final_url"] == f"http://127.0.0.1:{server.port}/bytes/5"  # no userinfo
 

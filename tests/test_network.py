@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tests.helpers import MANIFEST, assert_tidy, read_manifest, run_cli, write_list
+from tests.helpers import MANIFEST, assert_tidy, fetch_cli, read_manifest, run_cli, write_list
 from tests.server import SECRET, Server, body
 
 
@@ -22,10 +22,9 @@ def test_per_host_limit_is_counted_at_the_server(server: Server, tmp_path: Path)
 
 def test_read_timeout_names_itself(server: Server, tmp_path: Path) -> None:
     url = server.url("/stall/30")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"),
-                   "--read-timeout", "0.5", "--retries", "0", timeout=20)
+    proc, rows = fetch_cli(tmp_path, [url], "--read-timeout", "0.5", "--retries", "0", timeout=20)
     assert proc.returncode == 1
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert row["error"] == "no data for 0.5s (--read-timeout) (gave up after 1 attempt)"
 
 
@@ -39,9 +38,7 @@ def test_a_slow_steady_body_is_not_a_dead_one(server: Server, tmp_path: Path) ->
 
 def test_max_redirects(server: Server, tmp_path: Path) -> None:
     ok, too_far = server.url("/redirect/2"), server.url("/redirect/3")
-    proc = run_cli(str(write_list(tmp_path / "u", [ok, too_far])), "-o", str(tmp_path / "out"),
-                   "--max-redirects", "2")
-    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    proc, rows = fetch_cli(tmp_path, [ok, too_far], "--max-redirects", "2")
     assert proc.returncode == 1
     assert rows[ok]["status"] == "ok"
     assert rows[too_far]["error"] == "too many redirects (more than 2; a loop?)"
@@ -61,10 +58,8 @@ def test_max_bytes_with_and_without_content_length(server: Server, tmp_path: Pat
     announced = server.url("/big/3000000")
     chunked = server.url("/chunked/3000000")
     small = server.url("/bytes/1000")
-    proc = run_cli(str(write_list(tmp_path / "u", [announced, chunked, small])),
-                   "-o", str(tmp_path / "out"), "--max-bytes", "1M")
+    proc, rows = fetch_cli(tmp_path, [announced, chunked, small], "--max-bytes", "1M")
     assert proc.returncode == 1
-    rows = read_manifest(tmp_path / "out" / MANIFEST)
     assert rows[announced]["error"] == "the body is 3,000,000 bytes; --max-bytes is 1,048,576"
     assert rows[chunked]["error"].startswith("more than 1,048,576 bytes arrived")
     assert rows[announced]["attempts"] == rows[chunked]["attempts"] == 1
@@ -78,9 +73,8 @@ def test_sha256_column(server: Server, tmp_path: Path) -> None:
     right = hashlib.sha256(body("/bytes/500", 500)).hexdigest()
     lines = [f"{good}\tnamed.bin\tsha256:{right.upper()}", f"{bad} sha256:{'0' * 64}",
              f"{server.url('/bytes/7')} sha256:xyz"]
-    proc = run_cli(str(write_list(tmp_path / "u", lines)), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, lines)
     assert proc.returncode == 1
-    rows = read_manifest(tmp_path / "out" / MANIFEST)
     assert rows[good]["status"] == "ok" and rows[good]["path"] == "named.bin"
     assert rows[bad]["error"].startswith("sha256 mismatch: got ")
     assert rows[bad]["attempts"] == 1 and rows[bad]["path"] is None

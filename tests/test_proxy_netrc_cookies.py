@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MANIFEST, bulkfetch_cmd, cli_env, read_manifest, run_cli, write_list
+from tests.helpers import (
+    MANIFEST,
+    bulkfetch_cmd,
+    cli_env,
+    fetch_cli,
+    read_manifest,
+    run_cli,
+    write_list,
+)
 from tests.proxy import Proxy, RealProxy
 from tests.server import Server
 
@@ -64,10 +72,9 @@ def test_a_proxy_refusing_the_credentials_is_not_asked_again(
     server: Server, real_proxy: RealProxy, tmp_path: Path, scheme: str
 ) -> None:
     url = f"{scheme}://127.0.0.1:{server.port}/bytes/10"
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"),
-                   "--proxy", f"http://pat:wrong@127.0.0.1:{real_proxy.port}")
+    proc, rows = fetch_cli(tmp_path, [url], "--proxy", f"http://pat:wrong@127.0.0.1:{real_proxy.port}")
     assert proc.returncode == 1
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert row["attempts"] == 1 and row["http_status"] == 407
     assert "the proxy refused the credentials" in row["error"] and "wrong" not in proc.stderr
 

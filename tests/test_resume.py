@@ -15,6 +15,7 @@ from tests.helpers import (
     assert_tidy,
     bulkfetch_cmd,
     cli_env,
+    fetch_cli,
     read_manifest,
     run_cli,
     wait_for,
@@ -48,8 +49,8 @@ def fetch_ranged(
     """One run over one /ranged/NAME URL (a fresh NAME); its process, manifest line, NAME."""
     name = uuid.uuid4().hex[:8]
     url = server.url(f"/ranged/{name}?size={SIZE}&{query}")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"), *args)
-    return proc, read_manifest(tmp_path / "out" / MANIFEST)[url], name
+    proc, rows = fetch_cli(tmp_path, [url], *args)
+    return proc, rows[url], name
 
 
 def whole(server: Server, name: str) -> str:

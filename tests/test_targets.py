@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
-from tests.helpers import MANIFEST, read_manifest, run_cli, write_list
+from tests.helpers import fetch_cli
 from tests.server import Server
 
 AS_LISTED = [
@@ -18,9 +18,8 @@ AS_LISTED = [
 
 def test_the_target_is_sent_as_listed(server: Server, tmp_path: Path) -> None:
     urls = [server.url(target) for target in AS_LISTED]
-    proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, urls)
     assert proc.returncode == 0, proc.stderr
-    rows = read_manifest(tmp_path / "out" / MANIFEST)
     sent = {target: (tmp_path / "out" / rows[server.url(target)]["path"]).read_text()
             for target in AS_LISTED}
     assert sent == {target: target for target in AS_LISTED}
@@ -30,17 +29,16 @@ def test_characters_that_cannot_be_sent_raw_are_escaped_and_nothing_else(
     server: Server, tmp_path: Path
 ) -> None:
     url = server.url("/raw/café%3B?q=€%2F")
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, [url])
     assert proc.returncode == 0, proc.stderr
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert (tmp_path / "out" / row["path"]).read_text() == "/raw/caf%C3%A9%3B?q=%E2%82%AC%2F"
 
 
 def test_a_redirect_target_is_sent_as_its_location_says(server: Server, tmp_path: Path) -> None:
     locations = ["/raw/a%3Bb?v=a%2Fb", "/raw/x%2Fy%3D"]
     urls = [server.url(f"/go?to={urllib.parse.quote(loc, safe='')}") for loc in locations]
-    proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"))
+    proc, rows = fetch_cli(tmp_path, urls)
     assert proc.returncode == 0, proc.stderr
-    rows = read_manifest(tmp_path / "out" / MANIFEST)
     for url, location in zip(urls, locations, strict=True):
         assert (tmp_path / "out" / rows[url]["path"]).read_text() == location

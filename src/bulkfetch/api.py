@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypedDict, Unpack
 
-import orjson
-
 from bulkfetch import settings as settings_
 from bulkfetch.errors import LockedOut, UsageError
 from bulkfetch.http import client, creds, tls
@@ -41,6 +39,7 @@ from bulkfetch.models import (
 from bulkfetch.schedule import runner
 from bulkfetch.show.events import NullObserver, Observer
 from bulkfetch.store import lock
+from bulkfetch.store.jsonfile import write_json
 from bulkfetch.store.layout import Layout
 
 SourceSpec = str | os.PathLike[str] | Iterable[str | tuple[str, str]]
@@ -256,9 +255,7 @@ def mark_done(path: Path, shard: Shard, summary: Summary) -> None:
     data = {"shard": shard.name, "index": shard.index, "count": shard.count,
             "by": shard.by, "finished_at": datetime.datetime.now(datetime.UTC).isoformat(),
             "summary": summary}
-    temp = path.with_name(f".{path.name}.part")
-    temp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-    os.replace(temp, path)
+    write_json(path, data)
 
 
 def _open(spec: SourceSpec, name: str, stack: contextlib.ExitStack) -> Source | Listed:

@@ -12,7 +12,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 
 from bulkfetch import __version__, api
@@ -32,6 +31,7 @@ from bulkfetch.settings import cli_name
 from bulkfetch.show import outgoing
 from bulkfetch.show.display import Display
 from bulkfetch.store import report as report_
+from bulkfetch.store.jsonfile import check_writable, write_json
 from bulkfetch.store.layout import STATE_DIR
 
 # typer >= 0.26 vendors click; its ClickException is reachable only through a public subclass.
@@ -304,24 +304,14 @@ def _env_headers() -> list[str]:
     return [line for line in os.environ.get("BULKFETCH_HEADER", "").splitlines() if line.strip()]
 
 
-
-
 def _check_summary_json(path: Path) -> None:
     """Fail before any request when the summary could not be written at the end: its temp
     file is created and removed (the summary itself appears only when the run ends)."""
-    temp = _summary_temp(path)
     try:
-        if path.is_dir():
-            raise IsADirectoryError(21, "Is a directory")
-        temp.open("wb").close()
-        temp.unlink()
+        check_writable(path)
     except OSError as exc:
         raise UsageError(
             f"--summary-json {str(path)!r}: cannot write: {exc.strerror or exc}") from exc
-
-
-def _summary_temp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.part")
 
 
 def _write_summary_json(path: Path, summary: Summary, settings: Settings, code: int) -> None:
@@ -334,10 +324,8 @@ def _write_summary_json(path: Path, summary: Summary, settings: Settings, code: 
         "manifest": outgoing.mask(str(settings.manifest)),
         "exit_code": code,
     }
-    temp = _summary_temp(path)
     try:
-        temp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-        temp.replace(path)
+        write_json(path, data)
     except OSError as exc:
         _say(f"error: --summary-json {str(path)!r}: {exc.strerror or exc}")
 

@@ -17,12 +17,13 @@ from bulkfetch.errors import EXIT_SIGNAL_BASE
 from bulkfetch.http import client
 from bulkfetch.lists.intake import Intake, Listed, Source
 from bulkfetch.lists.plan import Planner
-from bulkfetch.models import Job, Result, Settings, Status, Summary, Validators
+from bulkfetch.models import Job, Result, Settings, Summary, Validators
 from bulkfetch.schedule import workers
 from bulkfetch.schedule.frontier import Frontier
 from bulkfetch.schedule.retry import RetryPolicy
 from bulkfetch.schedule.scheduler import Executor, Scheduler, local_executor, window_for
 from bulkfetch.show.events import Observer
+from bulkfetch.show.tally import Tally
 from bulkfetch.store.layout import PART_SUFFIX, PARTIAL_DIR, Layout
 from bulkfetch.store.manifest import Manifest
 from bulkfetch.store.state import StateReader, StateWriter
@@ -31,34 +32,6 @@ from bulkfetch.store.threads import Writers
 Companion = Callable[[], Coroutine[object, object, None]]  # a display's refresh loop
 
 
-class Tally:
-    """Counts kept as results arrive, so that an interrupted run can still say what it did."""
-
-    def __init__(self, clock: float) -> None:
-        self.started = clock
-        self.counts = dict.fromkeys(Status, 0)
-        self.bytes = 0
-        self.received = 0
-
-    def add(self, result: Result) -> None:
-        self.counts[result.status] += 1
-        self.received += result.received
-        if result.status is Status.OK:
-            self.bytes += result.bytes
-
-    def summary(self, now: float, interrupted_by: int | None, kept: int = 0) -> Summary:
-        return Summary(
-            ok=self.counts[Status.OK],
-            failed=self.counts[Status.FAILED],
-            not_modified=self.counts[Status.NOT_MODIFIED],
-            skipped=self.counts[Status.SKIPPED],
-            bytes=self.bytes,
-            elapsed_s=now - self.started,
-            interrupted_by=interrupted_by,
-            received=self.received,
-            interrupted=self.counts[Status.INTERRUPTED],
-            kept_for_resume=kept,
-        )
 
 
 def run(
@@ -158,7 +131,8 @@ async def _main(
         received.append(signum)
         main.cancel()
 
-    tally = Tally(time.monotonic())
+    tally = Tally()
+    started = time.monotonic()
     with handling_signals(on_signal) if signals else contextlib.nullcontext():
         async with beside(companion):
             try:
@@ -167,7 +141,8 @@ async def _main(
                 if not received:
                     raise
     kept = _kept_for_resume(settings.out) if received else 0
-    return tally.summary(time.monotonic(), received[0] if received else None, kept)
+    return tally.summary(elapsed_s=time.monotonic() - started,
+                         interrupted_by=received[0] if received else None, kept_for_resume=kept)
 
 
 def _kept_for_resume(out: Path) -> int:
@@ -202,7 +177,7 @@ async def _fetch_all(
                 prior = job.prior if job else None
                 manifest.add(result, url=job.url if job else None, validators=validators,
                              prior=prior)
-                tally.add(result)
+                tally.add(result.status, result.bytes, result.received)
                 observer.finished(result)
 
             scheduler = Scheduler(

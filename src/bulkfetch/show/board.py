@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from bulkfetch.models import Job, Result, Status
 from bulkfetch.show.outgoing import mask
+from bulkfetch.show.tally import Tally
 
 RATE_WINDOW_S = 5.0
 TOP_TRANSFERS = 5
@@ -82,7 +83,7 @@ class Board:
         self._listing_done = False
         self._read_bytes = 0
         self._total_bytes = 0
-        self._counts = dict.fromkeys(Status, 0)
+        self._tally = Tally()
         self._bytes = 0
         self._active: dict[str, _Transfer] = {}
         self._backing_off: set[str] = set()
@@ -134,7 +135,7 @@ class Board:
         self._backing_off.add(_key(job))
 
     def finished(self, result: Result) -> None:
-        self._counts[result.status] += 1
+        self._tally.add(result.status, result.bytes)
         self._active.pop(result.url, None)
         self._backing_off.discard(result.url)
         if result.status is Status.FAILED:
@@ -143,7 +144,8 @@ class Board:
     def snapshot(self) -> Snapshot:
         now = self._clock()
         elapsed = max(now - self._start, 1e-9)
-        done = sum(self._counts.values())
+        counts = self._tally.counts
+        done = sum(counts.values())
         self._samples.append((now, done, self._bytes))
         while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
             self._samples.popleft()
@@ -164,10 +166,10 @@ class Board:
             queued=queued,
             listing_done=listed,
             estimated_total=estimated,
-            ok=self._counts[Status.OK],
-            failed=self._counts[Status.FAILED],
-            not_modified=self._counts[Status.NOT_MODIFIED],
-            skipped=self._counts[Status.SKIPPED],
+            ok=counts[Status.OK],
+            failed=counts[Status.FAILED],
+            not_modified=counts[Status.NOT_MODIFIED],
+            skipped=counts[Status.SKIPPED],
             retrying=len(self._backing_off),
             in_flight=self._in_flight,
             limit=self._limit,

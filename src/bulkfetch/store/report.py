@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -18,17 +18,21 @@ import orjson
 from bulkfetch.errors import UsageError
 from bulkfetch.models import Shard, Status
 from bulkfetch.show.outgoing import mask
+from bulkfetch.show.tally import Tally
 from bulkfetch.store.layout import Layout, shard_homes
 
 FAILURES_SHOWN = 10
 _NAME = re.compile(r"(\d+)-of-(\d+)")
 
 
-@dataclass
-class Totals:
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Status, 0))
-    bytes: int = 0
-    failures: list[str] = field(default_factory=list)
+class Totals(Tally):
+    """The shards' results counted, and the first failures."""
+
+    __slots__ = ("failures",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: list[str] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +123,8 @@ def _add(manifest: Path, totals: Totals) -> None:
                 status = row.get("status")
                 if status not in totals.counts:
                     continue
-                totals.counts[status] += 1
-                if status == Status.OK:
-                    totals.bytes += int(row.get("bytes") or 0)
-                elif status == Status.FAILED and len(totals.failures) < FAILURES_SHOWN:
+                totals.add(Status(status), int(row.get("bytes") or 0))
+                if status == Status.FAILED and len(totals.failures) < FAILURES_SHOWN:
                     totals.failures.append(mask(f"{row.get('url')}: {row.get('error')}"))
     except FileNotFoundError:
         pass

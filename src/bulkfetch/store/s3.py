@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkfetch.errors import BulkfetchError, SettingsError, UsageError
 from bulkfetch.models import Bucket
-from bulkfetch.store.layout import Layout
+from bulkfetch.store.layout import Layout, part_of
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -178,7 +178,7 @@ async def _pull(key: str, bucket: Bucket, path: Path) -> None:
                 return  # a first run
             raise
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.part")
+        temp = part_of(path)
         # Streamed to the file (a million URLs' state is ~150 MB); nothing else runs on this
         # loop yet, so its writes may block it.
         async with got["Body"] as body:

@@ -27,6 +27,7 @@ import orjson
 
 from bulkfetch.models import Resume, SafeRelPath
 from bulkfetch.show.outgoing import mask
+from bulkfetch.store.jsonfile import write_json
 from bulkfetch.store.layout import PART_SUFFIX, PARTIAL_DIR, url_key
 from bulkfetch.store.threads import Writers, settle, write_all
 
@@ -314,7 +315,7 @@ def _open_partial(partial: Partial, digest: hashlib._Hash) -> tuple[str, int]:
     fd = os.open(partial.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     meta = {"key": url_key(partial.url).hex(), "url": mask(partial.url),
             "validator": partial.validator, "total": partial.total}
-    Path(partial.meta).write_bytes(orjson.dumps(meta))
+    write_json(Path(partial.meta), meta, indent=False)
     return partial.part, fd
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MANIFEST, read_manifest, run_cli, write_list
+from tests.helpers import fetch_cli, run_cli, write_list
 from tests.server import Server
 
 
@@ -46,13 +46,12 @@ def test_retry_after_pauses_the_whole_host(server: Server, tmp_path: Path) -> No
     """After a 429 with Retry-After: 1, no request reaches that host for a second."""
     first = server.url("/flaky/pause-test/1/429?retry_after=1")
     others = [server.url(f"/bytes/{10 + i}?delay=0.05") for i in range(6)]
-    proc = run_cli(str(write_list(tmp_path / "u", [first, *others])),
-                   "-o", str(tmp_path / "out"), "-c", "2")
+    proc, rows = fetch_cli(tmp_path, [first, *others], "-c", "2")
     assert proc.returncode == 0, proc.stderr
     hit = next(t for t, _, path in server.stats.times if path.startswith("/flaky/"))
     later = [t for t, _, _ in server.stats.times if t > hit + 0.2]
     assert later and min(later) >= hit + 0.95
-    assert len(read_manifest(tmp_path / "out" / MANIFEST)) == 7
+    assert len(rows) == 7
 
 
 @pytest.fixture
@@ -75,8 +74,8 @@ def unanswered_port() -> Iterator[int]:
 
 def test_connect_timeout_names_itself(unanswered_port: int, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{unanswered_port}/x"
-    proc = run_cli(str(write_list(tmp_path / "u", [url])), "-o", str(tmp_path / "out"),
-                   "--connect-timeout", "0.5", "--retries", "0", timeout=30)
+    proc, rows = fetch_cli(tmp_path, [url], "--connect-timeout", "0.5", "--retries", "0",
+                           timeout=30)
     assert proc.returncode == 1
-    row = read_manifest(tmp_path / "out" / MANIFEST)[url]
+    row = rows[url]
     assert row["error"].startswith("connect timed out after 0.5s (--connect-timeout)")
