@@ -414,3 +414,26 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_no_password_reaches_the_bucket(
+    moto: MotoServer, bucket: str, server: Server, tmp_path: Path,
+) -> None:
+    """URLs with passwords: the objects' metadata, the state and the manifest put in the
+    bucket, and the pod's own folder hold none (the state is keyed by the URL's digest)."""
+    password = "bucket-pa55word"
+    urls = [u.replace("http://", f"http://erin:{password}@", 1) for u in served(server, 3)]
+    proc = run(moto, tmp_path / "pod", str(write_list(tmp_path / "u", urls)),
+               "-o", f"s3://{bucket}/p", "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert password not in proc.stderr and "erin:***@" in proc.stderr
+    client = moto.client()
+    stored = objects(client, bucket)
+    assert {key for key in stored if key.startswith(f"p/{STATE}")} >= {
+        f"p/{STATE}state.sqlite", f"p/{STATE}manifest.jsonl"}
+    assert not [key for key, data in stored.items() if password.encode() in data]
+    for key in stored:
+        head = client.head_object(Bucket=bucket, Key=key)
+        assert password not in str(head.get("Metadata", {}))
+    pod = b"".join(p.read_bytes() for p in (tmp_path / "pod").rglob("*") if p.is_file())
+    assert password.encode() not in pod
