@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 
 from bulkfetch.models import SafeRelPath
-from bulkfetch.store.sink import FLUSH_BYTES, PendingFile, Sink
+from bulkfetch.store.folder import FLUSH_BYTES, FolderSink, PendingFile
 from bulkfetch.store.threads import Writers
 
 
-def with_sink(root: Path, body: Callable[[Sink], Awaitable[None]]) -> None:
+def with_sink(root: Path, body: Callable[[FolderSink], Awaitable[None]]) -> None:
     async def main() -> None:
         writers = Writers()
+        sink = FolderSink(root, writers)
         try:
-            await body(Sink(root, writers))
+            await body(sink)
         finally:
+            sink.close()
             writers.close()
 
     asyncio.run(main())
@@ -42,7 +44,7 @@ def test_commit_publishes_the_whole_body(tmp_path: Path, sizes: list[int]) -> No
     chunks = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     data = b"".join(chunks)
 
-    async def body(sink: Sink) -> None:
+    async def body(sink: FolderSink) -> None:
         pending = sink.open(SafeRelPath("host/deep/file.bin"))
         await write_all(pending, chunks)
         assert await pending.commit() == hashlib.sha256(data).hexdigest()
@@ -56,7 +58,7 @@ def test_commit_publishes_the_whole_body(tmp_path: Path, sizes: list[int]) -> No
 def test_a_body_of_one_flush_touches_the_disk_only_at_commit(tmp_path: Path) -> None:
     """One hop to a writer thread for the whole file, not a flush and then a commit."""
 
-    async def body(sink: Sink) -> None:
+    async def body(sink: FolderSink) -> None:
         pending = sink.open(SafeRelPath("h/one"))
         await pending.write(b"x" * FLUSH_BYTES)
         await asyncio.sleep(0.2)  # time enough for a flush, had one started
@@ -74,7 +76,7 @@ def test_a_body_of_one_flush_touches_the_disk_only_at_commit(tmp_path: Path) -> 
 def test_commit_replaces_an_older_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"old")
 
-    async def body(sink: Sink) -> None:
+    async def body(sink: FolderSink) -> None:
         pending = sink.open(SafeRelPath("f"))
         await pending.write(b"new")
         await pending.commit()
@@ -84,7 +86,7 @@ def test_commit_replaces_an_older_file(tmp_path: Path) -> None:
 
 
 def test_discard_leaves_nothing(tmp_path: Path) -> None:
-    async def body(sink: Sink) -> None:
+    async def body(sink: FolderSink) -> None:
         pending = sink.open(SafeRelPath("h/x"))
         # The fourth chunk waits for the flush the second one started.
         await write_all(pending, [b"x" * FLUSH_BYTES] * 4)
@@ -98,7 +100,7 @@ def test_discard_leaves_nothing(tmp_path: Path) -> None:
 def test_cancelled_writer_leaves_no_temp_file(tmp_path: Path) -> None:
     """Cancellation mid-body: the cleanup runs after the thread's write, not before it."""
 
-    async def body(sink: Sink) -> None:
+    async def body(sink: FolderSink) -> None:
         pending = sink.open(SafeRelPath("h/x"))
 
         async def stream() -> None:
@@ -129,10 +131,10 @@ def test_a_symlink_cannot_lead_outside(tmp_path: Path) -> None:
     root.mkdir()
     (root / "host").symlink_to(outside)
 
-    async def body(sink: Sink) -> None:
+    async def body(sink: FolderSink) -> None:
         pending = sink.open(SafeRelPath("host/x"))
         await pending.write(b"data")
-        with pytest.raises(OSError, match="outside --out"):
+        with pytest.raises(OSError, match="is a symlink or not a folder; not followed"):
             await pending.commit()
 
     with_sink(root, body)
@@ -142,7 +144,7 @@ def test_a_symlink_cannot_lead_outside(tmp_path: Path) -> None:
 def test_a_folder_in_the_way_fails_cleanly(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
 
-    async def body(sink: Sink) -> None:
+    async def body(sink: FolderSink) -> None:
         pending = sink.open(SafeRelPath("x"))
         await pending.write(b"data")
         with pytest.raises(IsADirectoryError):

@@ -39,6 +39,7 @@ from bulkfetch.models import (
 from bulkfetch.schedule import runner
 from bulkfetch.show.events import NullObserver, Observer
 from bulkfetch.store import lock
+from bulkfetch.store.folder import check_home
 from bulkfetch.store.jsonfile import write_json
 from bulkfetch.store.layout import Layout
 
@@ -175,9 +176,14 @@ def prepare(settings: Settings) -> client.Extras:
         raise UsageError(f"--out {str(settings.out)!r}: cannot create the folder: "
                          f"{exc.strerror}") from exc
     try:
+        check_home(settings.out, Layout.of(settings.out, settings.shard).home)
+    except OSError as exc:
+        raise UsageError(f"--out {str(settings.out)!r}: {exc.strerror or exc}") from exc
+    try:
         settings.manifest.parent.mkdir(parents=True, exist_ok=True)
-        with settings.manifest.open("ab"):  # truncated when the run starts
-            pass
+        # Not truncated here (the run does it, when it starts); never through a link.
+        os.close(os.open(settings.manifest, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                         | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666))
     except OSError as exc:
         raise UsageError(f"--manifest {str(settings.manifest)!r}: cannot write: "
                          f"{exc.strerror or exc}") from exc
@@ -219,6 +225,9 @@ def _open_all(
         stack.enter_context(lock.hold(layout.lock))
     except lock.Locked as exc:
         raise LockedOut(str(exc)) from exc
+    except OSError as exc:  # a link planted at the lock's name, a folder that is read-only
+        raise UsageError(f"{str(layout.lock)!r}: cannot take the lock: "
+                         f"{exc.strerror or exc}") from exc
     layout.done.unlink(missing_ok=True)
     if settings.bucket is not None and settings.state_in_bucket:
         from bulkfetch.store import s3

@@ -24,8 +24,9 @@ from bulkfetch.http.fetcher import CHUNK_BYTES, Fetcher
 from bulkfetch.http.redirects import Hops
 from bulkfetch.models import Refetch, Resume, Settings
 from bulkfetch.show.events import Observer
+from bulkfetch.store.folder import FolderSink
 from bulkfetch.store.layout import temp_tag
-from bulkfetch.store.sink import Sink, Target
+from bulkfetch.store.sink import Target
 from bulkfetch.store.threads import Writers
 
 
@@ -62,7 +63,11 @@ async def target(settings: Settings, writers: Writers, *, limit: int) -> AsyncIt
     """Where this process puts bodies: the --out folder, or the bucket over one S3 client
     (aiobotocore is imported only then)."""
     if settings.bucket is None:
-        yield Sink(settings.out, writers, tag=temp_tag(settings.shard))
+        folder = FolderSink(settings.out, writers, tag=temp_tag(settings.shard))
+        try:
+            yield folder
+        finally:
+            folder.close()
         return
     from bulkfetch.store import bucket, s3
 
@@ -76,7 +81,7 @@ def resume_finder(settings: Settings, writers: Writers) -> Callable[[str], Resum
     partials; nothing for a bucket, whose cut-off uploads are aborted."""
     if settings.bucket is not None:
         return lambda url: None
-    return Sink(settings.out, writers, tag=temp_tag(settings.shard)).find_resume
+    return FolderSink(settings.out, writers, tag=temp_tag(settings.shard)).find_resume
 
 
 def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSession:

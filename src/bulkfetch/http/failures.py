@@ -16,6 +16,7 @@ import aiohttp
 
 from bulkfetch.http.redirects import UNUSABLE, BadRedirect, TooManyRedirects
 from bulkfetch.models import Failure, Timeouts
+from bulkfetch.store.folder import NotFollowed
 from bulkfetch.store.sink import ChecksumMismatch, Conflict, StoreFailed
 
 MAX_HEADER_BYTES = 64 * 1024  # one header line, or the status line (the session's limit)
@@ -179,6 +180,7 @@ TABLE: tuple[Row, ...] = (
         _said("the connection was reset"), "the connection was reset"),
     Row((ShortBody, ShortRange), F.TRANSFER, _own, "its own message"),
     Row((aiohttp.ClientError,), F.TRANSFER, _other, "TYPE: its first line"),
+    Row((NotFollowed,), F.FINAL, _own, "… is a symlink …; not followed"),
     # Last: an OSError that is no network error comes from the sink (disk full, permissions).
     Row((OSError,), F.FINAL, _disk, "cannot write the file: …"),
 )

@@ -16,21 +16,23 @@ from bulkfetch.store.threads import write_all
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
-def write_json(path: Path, data: object, *, indent: bool = True) -> None:
-    """`data` (anything orjson takes: dicts, frozen dataclasses) at `path`, by a temp file
-    beside it and a rename; on any failure the temp file goes and `path` is as it was."""
+def write_json(path: Path, data: object, *, indent: bool = True,
+               dir_fd: int | None = None) -> None:
+    """`data` (anything orjson takes: dicts, frozen dataclasses) at `path` (relative to
+    `dir_fd`, if given), by a temp file beside it and a rename; on any failure the temp file
+    goes and `path` is as it was."""
     option = orjson.OPT_INDENT_2 if indent else 0
     temp = part_of(path)
-    fd = os.open(temp, _FLAGS, 0o666)
+    fd = os.open(temp, _FLAGS, 0o666, dir_fd=dir_fd)
     try:
         try:
             write_all(fd, [orjson.dumps(data, option=option)])
         finally:
             os.close(fd)
-        os.replace(temp, path)
+        os.rename(temp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(temp)
+            os.unlink(temp, dir_fd=dir_fd)
         raise
 
 

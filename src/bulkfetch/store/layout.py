@@ -20,6 +20,10 @@ SHARDS_DIR = "shards"
 MANIFEST_NAME = "manifest.jsonl"
 STATE_NAME = "state.sqlite"
 DONE_NAME = "done.json"
+LOCK_NAME = "lock"
+# A run's own files in its home: opened only as plain files, never through a link.
+OWN_FILES = (LOCK_NAME, MANIFEST_NAME, STATE_NAME, f"{STATE_NAME}-wal", f"{STATE_NAME}-shm",
+             DONE_NAME)
 PARTIAL_DIR = os.path.join(STATE_DIR, "partial")  # shared by a run's shards: keyed by URL
 PART_SUFFIX = ".part"  # a body, or a JSON file, on its way to its name
 URL_KEY_BYTES = 16
@@ -55,7 +59,7 @@ class Layout:
 
     @property
     def lock(self) -> Path:
-        return self.home / "lock"
+        return self.home / LOCK_NAME
 
     @property
     def runs(self) -> Path:

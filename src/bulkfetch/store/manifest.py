@@ -107,7 +107,10 @@ def _open(path: Path, keep_in: Path | None) -> BinaryIO:
     path.parent.mkdir(parents=True, exist_ok=True)
     if keep_in is not None:
         _keep(path, keep_in)
-    return path.open("wb", buffering=0)  # unbuffered: a batch, a write()
+    # Never through a link planted at its name; unbuffered: a batch, a write().
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o666)
+    return open(fd, "wb", buffering=0)
 
 
 def _keep(path: Path, keep_in: Path) -> None:
@@ -117,6 +120,8 @@ def _keep(path: Path, keep_in: Path) -> None:
         if path.stat().st_size == 0:
             return
         keep_in.mkdir(parents=True, exist_ok=True)
+        if keep_in.is_symlink():  # someone else's link: the manifest is not moved through it
+            return
         written = path.stat().st_mtime_ns
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(written // 10**9))
         os.replace(path, keep_in / f"manifest-{stamp}.{written % 10**9:09d}Z.jsonl")

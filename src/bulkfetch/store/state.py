@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,10 @@ _INSERT = "INSERT OR REPLACE INTO saved VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # The intake thread reads while the writer thread saves: WAL lets both go on.
-    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    # nofollow: a link planted at its name is refused (SQLite >= 3.31), never written through.
+    uri = f"file:{urllib.parse.quote(str(path))}?nofollow=1"
+    db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None,
+                         check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
