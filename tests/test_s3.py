@@ -437,3 +437,32 @@ def test_no_password_reaches_the_bucket(
         assert password not in str(head.get("Metadata", {}))
     pod = b"".join(p.read_bytes() for p in (tmp_path / "pod").rglob("*") if p.is_file())
     assert password.encode() not in pod
+
+
+def test_part_sizes_are_capped_whatever_the_announced_length() -> None:
+    from bulkfetch.store.bucket import MAX_PART_BYTES, MAX_PARTS, PART_BYTES, _part_bytes
+    from bulkfetch.store.sink import StoreFailed
+
+    assert _part_bytes(None) == _part_bytes(10) == PART_BYTES
+    assert _part_bytes(MAX_PART_BYTES * MAX_PARTS) == MAX_PART_BYTES
+    with pytest.raises(StoreFailed, match="announced as 1,000,000,000,000,000 bytes"):
+        _part_bytes(10**15)
+
+
+def test_a_huge_announced_length_fails_before_memory_follows_it(
+    moto: MotoServer, bucket: str, tmp_path: Path,
+) -> None:
+    """Content-Length: 10^15 (3.15 GB of RSS in 4 s before): failed at once, in words."""
+    from tests.hostile_server import HostileServer
+
+    hostile = HostileServer().start()
+    try:
+        url = hostile.url("/huge")
+        proc = run(moto, tmp_path / "pod", str(write_list(tmp_path / "u", [url])),
+                   "-o", f"s3://{bucket}/p", timeout=60)
+    finally:
+        hostile.stop()
+    assert proc.returncode == 1, proc.stderr
+    (row,) = manifest_in(moto.client(), bucket, "p/").values()
+    assert row["status"] == "failed" and "more than one object takes" in row["error"]
+    assert row["attempts"] == 1 and row["elapsed"] < 10

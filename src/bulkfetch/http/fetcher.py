@@ -18,6 +18,7 @@ from bulkfetch.http.headers import parse_retry_after
 from bulkfetch.http.redirects import Hops
 from bulkfetch.models import Attempt, Failure, Job, Resume, Ticket, Timeouts, Validators
 from bulkfetch.show.events import Observer
+from bulkfetch.show.outgoing import lossless
 from bulkfetch.store.sink import Body, Partial, Pending, Target
 
 CHUNK_BYTES = 256 * 1024
@@ -240,8 +241,12 @@ def _span(resp: aiohttp.ClientResponse, resume: Resume | None) -> ranges.Continu
 
 
 def _validators(resp: aiohttp.ClientResponse) -> Validators | None:
+    """The answer's validators, kept for the next run. Bytes that are not UTF-8 are kept
+    escaped (`lossless`): sent back so, they match nothing, and the file is fetched again."""
     etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
-    return Validators(etag, modified) if etag or modified else None
+    if not etag and not modified:
+        return None
+    return Validators(etag and lossless(etag), modified and lossless(modified))
 
 
 def _refused(resp: aiohttp.ClientResponse) -> Attempt:

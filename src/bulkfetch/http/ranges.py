@@ -56,10 +56,10 @@ def if_range_validator(headers: Mapping[str, str]) -> str | None:
     """What If-Range may carry for this answer's body: its strong ETag, or, when it has no ETag
     at all, a Last-Modified that is a strong validator (RFC 9110 13.1.5). None: not resumable."""
     etag = headers.get("ETag")
-    if etag is not None:
-        return None if etag.startswith("W/") else etag
+    if etag is not None:  # weak, or holding bytes that are not UTF-8: no If-Range with it
+        return None if etag.startswith("W/") or not etag.isascii() else etag
     modified = headers.get("Last-Modified")
-    if modified is None:
+    if modified is None or not modified.isascii():
         return None
     changed, sent = http_date(modified), http_date(headers.get("Date"))
     if changed is None or sent is None or (sent - changed).total_seconds() < STRONG_DATE_S:

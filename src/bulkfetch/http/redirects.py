@@ -50,7 +50,9 @@ def as_listed(text: str) -> URL:
 
 
 def _escape(text: str) -> str:
-    return _NOT_IN_URL.sub(lambda m: urllib.parse.quote(m[0], safe=""), text)
+    # surrogateescape: a byte of a Location that was not UTF-8 goes out as that very byte.
+    return _NOT_IN_URL.sub(
+        lambda m: urllib.parse.quote(m[0], safe="", errors="surrogateescape"), text)
 
 
 class Hops:

@@ -155,7 +155,7 @@ class ProcessExecutor:
         self._flush_scheduled = False
         self._main = asyncio.current_task()
         self.crashed: tuple[str, str] | None = None  # a worker's bug: error, traceback
-        self.failure: WorkerFailed | None = None
+        self.failure: WorkerFailed | WorkerBug | None = None
         self.gone = asyncio.Event()  # a worker has exited
         self.stopping = False  # the pipes down are closed: workers exit as they should
 
@@ -182,16 +182,29 @@ class ProcessExecutor:
                     write_all(child.down, wire.frame([wire.ticket_out(t) for t in tickets]))
 
     def on_readable(self, child: _Child) -> None:
+        """The loop's reader callback. What it raises, the loop would only log, and the run
+        would wait forever for rows that never come: a bug here ends the run instead."""
         try:
             block = os.read(child.up, _PIPE_BYTES)
         except BlockingIOError:
             return
-        if not block:
-            self._gone(child)
-            return
-        child.buffer += block
-        for row in wire.unframe(child.buffer):
-            self._handle(child, row)
+        try:
+            if not block:
+                self._gone(child)
+                return
+            child.buffer += block
+            for row in wire.unframe(child.buffer):
+                self._handle(child, row)
+        except Exception as exc:
+            self._broke(exc)
+
+    def _broke(self, exc: Exception) -> None:
+        if self.failure is None:
+            self.failure = WorkerBug(f"in the scheduler, on a worker's row: "
+                                     f"{type(exc).__name__}: {exc}")
+            self.failure.add_note("".join(traceback.format_exception(exc)))
+        if self._main is not None:
+            self._main.cancel()
 
     def _handle(self, child: _Child, row: wire.Row) -> None:
         kind = row[0]

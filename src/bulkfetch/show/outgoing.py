@@ -4,7 +4,9 @@ to mask a password or escape a control character.
 - `line(text)`: every line and table cell for a terminal or a log (the display, the live table,
   the CLI's own lines, a bug's traceback): passwords masked, then control characters escaped.
 - `mask(text)`: every record that leaves (a `Result`, so the manifest and `on_result`; the
-  state's readable URL; an object's `source-url`; `--summary-json`; `report --json`).
+  state's readable URL; an object's `source-url`; `--summary-json`; `report --json`);
+  `record(text)` masks and makes it valid Unicode (`lossless`): bytes from the wire that are
+  not UTF-8 reach us as lone surrogates, which JSON and SQLite refuse.
 - `make_result(...)`: the one way a `Result` is made; its URLs and error are masked here.
 
 Escaping: ESC could retitle the terminal or clear it, BEL and NUL end up in cron logs, a bidi
@@ -28,6 +30,7 @@ _UNSAFE = re.compile(
     "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"  # bidi, zero-width, line separators
     "\ud800-\udfff]"  # lone surrogates: undecodable bytes
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def line(text: str) -> str:
@@ -40,6 +43,19 @@ def mask(text: str) -> str:
     if "@" not in text:  # nearly every URL: no regex (this runs once per result)
         return text
     return _USERINFO.sub(_masked, text)
+
+
+def lossless(text: str) -> str:
+    """`text` as valid Unicode: each byte that was not UTF-8 (a lone surrogate, as aiohttp and
+    `surrogateescape` hand it over) written as `\\xHH`; the same string when there is none."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(_escape, text)
+
+
+def record(text: str) -> str:
+    """For a record that leaves (the manifest, the state): masked, and valid Unicode."""
+    return lossless(mask(text))
 
 
 def _masked(match: re.Match[str]) -> str:
@@ -77,13 +93,14 @@ def make_result(
     final_url: str | None = None,
     content_type: str | None = None,
 ) -> Result:
-    """The one way a Result is made: the URLs and the error are masked here, once."""
+    """The one way a Result is made: its texts are masked and made valid Unicode here, once
+    (a server's reason phrase or Content-Type may hold any bytes)."""
     return Result(
-        url=mask(url), status=status, path=path, http_status=http_status, bytes=size,
+        url=record(url), status=status, path=path, http_status=http_status, bytes=size,
         received=received, sha256=sha256, attempts=attempts, elapsed=elapsed,
-        error=mask(error) if error else None,
-        final_url=mask(final_url) if final_url else None, content_type=content_type,
-        fetched_at=_now(),
+        error=record(error) if error else None,
+        final_url=record(final_url) if final_url else None,
+        content_type=lossless(content_type) if content_type else None, fetched_at=_now(),
     )
 
 

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 PART_BYTES = 8 * 1024 * 1024  # S3: at least 5 MiB a part but the last, at most 10,000 parts
 MAX_PARTS = 10_000
+# A part is held whole until it goes up: whatever a server announces, never more than this
+# (64 MiB x 10,000 parts: objects up to 625 GiB; the budget then holds four such at once).
+MAX_PART_BYTES = 64 * 1024 * 1024
 BUDGET_BYTES = 256 * 1024 * 1024
 MAX_METADATA_URL = 1024
 INLINE_HASH_BYTES = 256 * 1024  # S3 takes 2 KB of user metadata in all
@@ -274,9 +277,14 @@ async def _tag(client: S3Client, bucket: str, key: str, digest: str) -> None:
 
 
 def _part_bytes(length: int | None) -> int:
-    """Parts big enough that a body of known length fits in MAX_PARTS."""
+    """Parts big enough that a body of known length fits in MAX_PARTS, and never over
+    MAX_PART_BYTES: a body announced larger than that allows fails before a byte is kept."""
     if length is None or length <= PART_BYTES * MAX_PARTS:
         return PART_BYTES
+    if length > MAX_PART_BYTES * MAX_PARTS:
+        raise StoreFailed(f"the body is announced as {length:,} bytes, more than one object "
+                          f"takes here ({MAX_PARTS:,} parts of {MAX_PART_BYTES:,})",
+                          retryable=False)
     mib = 1024 * 1024
     return mib * -(-length // (MAX_PARTS * mib))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkfetch.models import Prior, Result, Status, Validators
-from bulkfetch.show.outgoing import mask
+from bulkfetch.show.outgoing import mask, record
 from bulkfetch.store.layout import url_key
 
 _QUERY_URLS = 500
@@ -157,7 +157,7 @@ class StateWriter:
             self._db = _connect(self._path)
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(_INSERT, ((url_key(url), mask(url), *rest)
+            self._db.executemany(_INSERT, ((url_key(url), record(url), *rest)
                                            for url, *rest in rows))
 
     def close(self) -> None:
