@@ -43,6 +43,10 @@ def path_of(text: str) -> str:
     ("http://[::1]:9/x", "--1_9/x-", ""),
     ("http://a.example/x.tar.gz", "a.example/x.tar-", ".gz"),
     ("http://a.example/x.verylongextension", "a.example/x.verylongextension-", ""),
+    ("http://a.example/invoice%E2%80%AEfdp.exe", "a.example/invoice_fdp-", ".exe"),  # bidi
+    ("http://a.example/a%C2%9Bb", "a.example/a_b-", ""),  # C1: a raw CSI
+    ("http://a.example/a%E2%80%8Bb", "a.example/a_b-", ""),  # zero-width space
+    ("http://a.example/a%07b", "a.example/a_b-", ""),  # C0, as before
 ])
 def test_auto_path(url: str, prefix: str, suffix: str) -> None:
     path = path_of(url)

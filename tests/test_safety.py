@@ -185,3 +185,27 @@ def test_a_folder_swapped_for_a_link_mid_run_is_not_followed(
     rows = read_manifest(out / MANIFEST)
     for url in stalled:
         assert rows[url]["status"] == "failed" and "not followed" in rows[url]["error"]
+
+
+def test_secrets_in_argv_are_hidden_from_ps(server: Server, tmp_path: Path) -> None:
+    """-u, -H and --proxy values (and --user=...) are overwritten where `ps` reads them, in
+    the parent and in its workers."""
+    secret = "argv-S3CRET"
+    stall = server.url("/stall/2?before=1000")
+    proc = subprocess.Popen(
+        bulkfetch_cmd(str(write_list(tmp_path / "u", [stall])), "-o", str(tmp_path / "out"),
+                      "-u", f"bob:{secret}", "-H", f"X-Token: {secret}",
+                      f"--user-agent={secret}-is-no-secret", "-w", "2"),
+        stderr=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        wait_for(lambda: server.stats.count("/stall/2") == 1)
+        pids = [proc.pid, *map(int, Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+                               .read_text().split())]
+        assert len(pids) == 3  # the parent and two workers
+        for pid in pids:
+            shown = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            assert secret.encode() not in shown.replace(b"argv-S3CRET-is-no-secret", b"")
+            assert b"-u " + b"*" * len(f"bob:{secret}") in shown
+    finally:
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0

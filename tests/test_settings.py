@@ -42,6 +42,8 @@ BAD: list[tuple[list[str], dict[str, Any], str]] = [
      "do not go together"),
     (["--shard", "3/3"], {"shard": (3, 3)}, "is not in 0..2"),
     (["--workers", "0"], {"workers": 0}, "expected a whole number from 1 to 64"),
+    (["-H", "@/no/such/file"], {"headers": ["@/no/such/file"]},
+     "cannot read: No such file or directory"),
 ]
 
 
@@ -82,6 +84,13 @@ def test_library_only_mistakes_are_usage_errors(
     with pytest.raises(UsageError) as caught:
         bulkfetch.fetch([], tmp_path / "lib", **keywords)
     assert words in str(caught.value)
+
+
+def test_headers_from_a_file(tmp_path: Path) -> None:
+    """-H @FILE: one header a line, so that a token stays out of argv."""
+    (tmp_path / "h").write_text("Authorization: Bearer t0ken\n\nX-A: 1\n")
+    got = build([], "out", {"headers": [f"@{tmp_path / 'h'}", "X-B: 2"]}, naming=cli_name)
+    assert got.headers == (("Authorization", "Bearer t0ken"), ("X-A", "1"), ("X-B", "2"))
 
 
 def test_good_values_come_through_both_ways() -> None:

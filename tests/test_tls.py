@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MANIFEST, read_manifest, run_cli, write_list
+from tests.helpers import MANIFEST, bulkfetch_cmd, cli_env, read_manifest, run_cli, write_list
 from tests.server import Server
 
 
@@ -65,6 +65,24 @@ def fetch_one(tmp_path: Path, url: str, *args: str) -> dict[str, object]:
 def test_verified_with_cacert(https: Server, pki: Path, tmp_path: Path) -> None:
     row = fetch_one(tmp_path, https.url("/bytes/100"), "--cacert", str(pki / "ca.pem"))
     assert row["status"] == "ok" and row["bytes"] == 100
+
+
+def test_cacert_replaces_the_systems_store(https: Server, pki: Path, tmp_path: Path) -> None:
+    """With SSL_CERT_FILE (OpenSSL's system store) trusting the server's CA, --cacert naming
+    another CA refuses it, as curl does: --cacert is instead of the system's, not beside."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out",
+            "other.pem", "-days", "2", "-subj", "/CN=another CA", cwd=pki)
+    url = https.url("/bytes/100")
+    rows = {}
+    for name, args in (("system", []), ("other", ["--cacert", str(pki / "other.pem")])):
+        out = tmp_path / name
+        subprocess.run(
+            bulkfetch_cmd(str(write_list(tmp_path / "u", [url])), "-o", str(out),
+                          "--retries", "0", *args),
+            env={**cli_env(), "SSL_CERT_FILE": str(pki / "ca.pem")}, timeout=60, check=False)
+        rows[name] = read_manifest(out / MANIFEST)[url]
+    assert rows["system"]["status"] == "ok"
+    assert rows["other"]["status"] == "failed" and "not trusted" in rows["other"]["error"]
 
 
 def test_rejected_without_cacert_in_one_clear_line(https: Server, tmp_path: Path) -> None:

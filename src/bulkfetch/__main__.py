@@ -1,7 +1,12 @@
 """`python -m bulkfetch` and the `bulkfetch` console script."""
 
+import ctypes
 import os
 import sys
+
+# Options whose value is a secret, hidden from `ps` once the process has started. The value
+# of --proxy and --user may hold a password; -H a token.
+SECRET_OPTIONS = ("-u", "--user", "-H", "--header", "--proxy")
 
 
 def _standard_streams() -> None:
@@ -20,8 +25,38 @@ def _standard_streams() -> None:
                 setattr(sys, name, stream)
 
 
+def _hide_secrets() -> None:
+    """Overwrite the values of SECRET_OPTIONS with `*` where `ps` reads them (the process's
+    original argv, /proc/self/cmdline), as curl does for -u; the workers, forked later, show
+    the same. Linux only; other users can read argv in the moment before this runs, so the
+    README asks for BULKFETCH_USER, BULKFETCH_HEADER or `-H @FILE` instead."""
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        arg_start = int(fields[45])  # field 48 of stat(5); fields[0] is field 3
+    except (OSError, IndexError, ValueError):
+        return
+    offset = 0
+    hide_next = False
+    for arg in args:
+        text = arg.decode(errors="replace")
+        start = None
+        if hide_next:
+            start = 0
+        elif text.startswith("--") and text.split("=", 1)[0] in SECRET_OPTIONS and "=" in text:
+            start = text.index("=") + 1
+        if start is not None and len(arg) > start:
+            ctypes.memmove(arg_start + offset + start, b"*" * (len(arg) - start),
+                           len(arg) - start)
+        hide_next = text in SECRET_OPTIONS
+        offset += len(arg) + 1
+
+
 def run() -> None:
     _standard_streams()
+    _hide_secrets()
     from bulkfetch.cli import main  # after: nothing may open a file before the streams are held
 
     sys.exit(main())

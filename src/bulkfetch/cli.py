@@ -207,7 +207,8 @@ def fetch(
     )] = None,
     headers: Annotated[list[str] | None, typer.Option(
         "--header", "-H", metavar="'NAME: VALUE'", show_default=False,
-        help="Extra request header; repeatable. [env: BULKFETCH_HEADER, one per line]",
+        help="Extra request header; repeatable; @FILE: one a line from FILE (kept out of `ps`). "
+        "[env: BULKFETCH_HEADER, one per line]",
     )] = None,
     manifest: Annotated[Path | None, typer.Option(
         envvar="BULKFETCH_MANIFEST", show_default=False, metavar="FILE",

@@ -343,7 +343,22 @@ def _headers(o: Options) -> tuple[tuple[str, str], ...]:
         value = list(value.items())
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise o.bad("headers", value, "expected 'Name: value' strings or (name, value) pairs")
-    return tuple(_header(o, "headers", item) for item in value)
+    items: list[object] = []
+    for item in value:
+        items += _header_file(o, item) if isinstance(item, str) and item.startswith("@") else [
+            item]
+    return tuple(_header(o, "headers", item) for item in items)
+
+
+def _header_file(o: Options, item: str) -> list[str]:
+    """`@FILE`: headers one a line from FILE (as curl's -H @FILE), so that a token need not be
+    in argv, where `ps` shows it."""
+    try:
+        text = Path(item[1:]).read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        raise o.bad("headers", item, f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+                    ) from exc
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def _header(o: Options, option: str, item: object) -> tuple[str, str]:

@@ -16,10 +16,12 @@ def context(tls: Tls) -> ssl.SSLContext | bool:
     Each file is loaded on its own, so a bad one is named: `--cacert 'ca.pem': no PEM data`."""
     if tls == Tls():
         return True
-    ctx = ssl.create_default_context()
     if tls.cacert is not None:
+        # Only these CAs, as curl's --cacert: the system's store is not loaded beside them.
         with _naming("--cacert", tls.cacert):
-            ctx.load_verify_locations(cafile=str(tls.cacert))
+            ctx = ssl.create_default_context(cafile=str(tls.cacert))
+    else:
+        ctx = ssl.create_default_context()
     if tls.insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -17,12 +17,14 @@ from yarl import URL
 
 from bulkfetch.lists.seen import DIGEST_BYTES, DigestSet
 from bulkfetch.models import Job, Result, SafeRelPath, Status, UrlLine
-from bulkfetch.show.outgoing import make_result
+from bulkfetch.show.outgoing import INVISIBLE, make_result
 from bulkfetch.store.layout import STATE_DIR
 
 _STEM_MAX_BYTES = 100
 _SEGMENT_MAX_BYTES = 255
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+# Unsafe in a file name: a separator or a reserved character anywhere, and what a reader
+# would not see (a bidi override turns `invoice\u202efdp.exe` into `invoice…exe.pdf` on screen).
+_UNSAFE = re.compile(f'[{INVISIBLE}/\\\\:*?"<>|]')
 _EXT = re.compile(r"\.[A-Za-z0-9]{1,10}$")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _HOSTS_KEPT = 10_000

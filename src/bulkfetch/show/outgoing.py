@@ -25,11 +25,10 @@ from bulkfetch.models import Result, Status
 # scheme://USERINFO@ : the userinfo runs to the last "@" before the path, so a user name that
 # holds an "@" (alice@example.com:PASSWORD@host) is masked whole, as a browser parses it.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#\s\[\]]*)@")
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f"  # C0, DEL, C1
-    "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"  # bidi, zero-width, line separators
-    "\ud800-\udfff]"  # lone surrogates: undecodable bytes
-)
+# What no reader should receive raw: C0, DEL, C1; bidi, zero-width and line separators.
+INVISIBLE = ("\x00-\x1f\x7f-\x9f"
+             "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff")
+_UNSAFE = re.compile(f"[{INVISIBLE}\ud800-\udfff]")  # and lone surrogates: undecodable bytes
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
