@@ -250,3 +250,29 @@ def test_not_modified_has_one_name_on_screen(server: Server, tmp_path: Path) -> 
     run_cli(str(src), "-o", str(tmp_path / "out"))
     proc = run_cli(str(src), "-o", str(tmp_path / "out"), "-v", "--status-interval", "0")
     assert "bulkfetch: not modified: " in proc.stderr and "not_modified:" not in proc.stderr
+
+
+@pytest.mark.parametrize("look", [["-v"], ["--progress"]])
+def test_a_closed_stderr_pipe_neither_stops_nor_hangs_the_run(
+    server: Server, tmp_path: Path, look: list[str]
+) -> None:
+    """`bulkfetch ... 2>&1 | head -2`: the reader goes, the run completes with every file and
+    manifest line, quietly stops writing to stderr, exits with the code it earned, and lets go
+    of the lock."""
+    urls = [server.url(f"/bytes/{100 + i}") for i in range(300)] + [server.url("/status/404")]
+    urls += [server.url(f"/stall/1?before=100&i={i}") for i in range(4)]
+    out = tmp_path / "out"
+    src = write_list(tmp_path / "u", urls)
+    proc = subprocess.Popen(bulkfetch_cmd(str(src), "-o", str(out), "-c", "4", *look),
+                            stderr=subprocess.PIPE, env=cli_env())
+    assert proc.stderr is not None
+    proc.stderr.readline()
+    proc.stderr.readline()
+    proc.stderr.close()  # as `head -2` does
+    assert proc.wait(timeout=60) == 1  # the 404
+    rows = read_manifest(out / MANIFEST)
+    assert set(rows) == set(urls)
+    assert sum(row["status"] == "ok" for row in rows.values()) == len(urls) - 1
+    again = subprocess.run(bulkfetch_cmd(str(src), "-o", str(out), "-q"), capture_output=True,
+                           env=cli_env(), timeout=60)
+    assert again.returncode == 1, again.stderr  # not 75: the lock was let go

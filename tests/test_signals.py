@@ -22,11 +22,15 @@ from tests.helpers import (
 from tests.server import Server
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(("signum", "code"), [
+    (signal.SIGTERM, 143), (signal.SIGINT, 130),
+    (signal.SIGHUP, 129),  # the terminal closed, the ssh session dropped: as SIGTERM
+])
 def test_signal_stops_cleanly(
     server: Server, tmp_path: Path, signum: signal.Signals, code: int
 ) -> None:
-    """Finished URLs stay in the manifest; in-flight ones leave no file and no temp file."""
+    """Finished URLs stay in the manifest; in-flight ones leave no file and no temp file, and
+    their lines say what had arrived; the state is closed (no WAL left)."""
     proc, out, done = start_stalled_run(server, tmp_path)
     sent = time.monotonic()
     proc.send_signal(signum)
@@ -38,6 +42,9 @@ def test_signal_stops_cleanly(
     assert_cut_off(rows, done)
     assert_tidy(out, rows)
     assert not list(out.rglob("*.part"))
+    for url in set(rows) - set(done):  # each stalled after 600 KiB of a 200
+        assert rows[url]["http_status"] == 200 and rows[url]["received"] >= 600 * 1024
+    assert not list(out.rglob("state.sqlite-wal"))
 
 
 def test_sigterm_while_stdin_stays_open(server: Server, tmp_path: Path) -> None:

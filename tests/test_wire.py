@@ -47,7 +47,7 @@ def test_every_row_kind_survives_a_frame_split_anywhere() -> None:
     rows = [wire.ended(1), wire.progress(1, 4096), wire.progress(2, 0, length=77,
                                                                     responded=True),
             wire.settled(1, Attempt(http_status=200, size=4096)),
-            wire.crashed("ValueError: x", "Traceback ...")]
+            wire.crashed("ValueError: x", "Traceback ..."), wire.cut(2, 200, 600)]
     data = b"".join(wire.frame(rows[:2]) + wire.frame(rows[2:]))
     for cut in range(len(data) + 1):  # a pipe may hand over any prefix
         buffer = bytearray(data[:cut])
@@ -55,9 +55,10 @@ def test_every_row_kind_survives_a_frame_split_anywhere() -> None:
         buffer += data[cut:]
         got += wire.unframe(buffer)
         assert got == rows and not buffer
-    ended, small, answered, _, crashed = rows
+    ended, small, answered, _, crashed, cut = rows
     assert [r[0] for r in rows] == [wire.ENDED, wire.PROGRESS, wire.PROGRESS, wire.SETTLED,
-                                    wire.CRASHED]
+                                    wire.CRASHED, wire.CUT]
+    assert (wire.key_of(cut), wire.cut_in(cut)) == (2, (200, 600))
     assert (wire.key_of(ended), wire.key_of(small)) == (1, 1)
     assert wire.progress_in(small) == (4096, None, False)
     assert wire.progress_in(answered) == (0, 77, True)

@@ -58,6 +58,11 @@ def run() -> None:
     _standard_streams()
     _hide_secrets()
     from bulkfetch.cli import main  # after: nothing may open a file before the streams are held
+    from bulkfetch.show.outgoing import Outlet
+
+    # Every line for people leaves through stderr: a reader that goes away must not stop the
+    # run (the one exit: show/outgoing.py).
+    sys.stderr = Outlet(sys.stderr)
 
     sys.exit(main())
 

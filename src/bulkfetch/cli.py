@@ -52,7 +52,7 @@ Blank lines and lines starting with # are skipped:
 
 \b
 Exit codes: 0 all ok; 1 some URL failed; 2 usage error; 75 --out in use by
-another run; 130/143 stopped by SIGINT/SIGTERM; 70 a bug.
+another run; 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP; 70 a bug.
 
 \b
 Examples:

@@ -28,7 +28,7 @@ class Status(enum.StrEnum):
     FAILED = "failed"
     NOT_MODIFIED = "not_modified"
     SKIPPED = "skipped"
-    INTERRUPTED = "interrupted"  # cut off by SIGINT/SIGTERM: started, not finished
+    INTERRUPTED = "interrupted"  # cut off by a signal: started, not finished
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,9 @@ BIG_STREAMS = 8
 
 
 
+Cut = Callable[[int | None, int], None]  # an attempt cut off: its HTTP status, bytes received
+
+
 class _Trace:
     """What an attempt has learnt so far: what a failure reports and leaves to continue from."""
 
@@ -95,11 +98,23 @@ class Fetcher:
         self._conditional = conditional
         self._observer = observer
 
-    async def attempt(self, ticket: Ticket, *, ended: Callable[[], None]) -> Attempt:
+    async def attempt(
+        self, ticket: Ticket, *, ended: Callable[[], None], cut: Cut | None = None,
+    ) -> Attempt:
         """One attempt at the ticket's job; never raises for a network or file fault.
-        `ended` is called as soon as the request no longer holds its slot."""
-        job = ticket.job
+        `ended` is called as soon as the request no longer holds its slot; `cut`, when the
+        attempt is cancelled (a signal), with what had come by then (HTTP status, bytes)."""
         trace = _Trace(ticket.resume)
+        try:
+            return await self._attempt(ticket, trace, ended)
+        except asyncio.CancelledError:
+            if cut is not None:
+                cut(trace.http_status, trace.received)
+            raise
+
+    async def _attempt(self, ticket: Ticket, trace: _Trace, ended: Callable[[], None]
+                       ) -> Attempt:
+        job = ticket.job
         try:
             async with Slot(self._semaphore, ended):
                 got = await self._exchange(job, trace)

@@ -74,24 +74,29 @@ async def run_async(
                        signals=False)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal closed or the ssh session dropped; a run ends as on SIGTERM.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
 def handling_signals(handler: Callable[[int], None]) -> Iterator[None]:
-    """SIGINT and SIGTERM call `handler(signum)` on the running loop, for as long as this lasts.
-    Off the main thread (the library in an engine's worker thread) signals are not ours."""
+    """STOP_SIGNALS call `handler(signum)` on the running loop, for as long as this lasts;
+    then the handlers that were there before are put back (a host program's own). Off the
+    main thread (the library in an engine's worker thread) signals are not ours."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     loop = asyncio.get_running_loop()
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, handler, signum)
     try:
         yield
     finally:
-        for signum in STOP_SIGNALS:
-            loop.remove_signal_handler(signum)
+        for signum, previous in before.items():
+            loop.remove_signal_handler(signum)  # leaves SIG_DFL or Python's default
+            if previous is not None:
+                signal.signal(signum, previous)
 
 
 @contextlib.asynccontextmanager

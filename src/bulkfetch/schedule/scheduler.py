@@ -75,6 +75,7 @@ class Scheduler:
         self._window_room = asyncio.Event()
         self._failing: dict[str, int] = {}  # consecutive connection failures by host
         self._started: dict[int, Ticket] = {}  # begun and not settled: cut off by a signal
+        self._cut: dict[int, tuple[int | None, int]] = {}  # their last attempt: status, bytes
         self._intake: Intake | None = None
         self._told_total = False
 
@@ -94,14 +95,20 @@ class Scheduler:
         for ticket in list(self._started.values()):
             job = ticket.job
             started = ticket.first_start if ticket.first_start is not None else now
+            http_status, received = self._cut.get(ticket.id, (None, 0))
             self._record(make_result(
                 job.url, Status.INTERRUPTED, path=job.prior.path if job.prior else None,
-                attempts=ticket.attempts, elapsed=round(now - started, 3),
-                error="interrupted before it finished", received=ticket.received,
+                http_status=http_status, attempts=ticket.attempts,
+                elapsed=round(now - started, 3), error="interrupted before it finished",
+                received=ticket.received + received,
             ), None, None)
         self._started.clear()
 
     # The executor reports here.
+
+    def cut(self, ticket: Ticket, http_status: int | None, received: int) -> None:
+        """The ticket's attempt was cut off by the signal; what had come, for its line."""
+        self._cut[ticket.id] = (http_status, received)
 
     def ended(self, ticket: Ticket) -> None:
         """The ticket's request no longer holds its slot (the body may still be written)."""
@@ -124,6 +131,7 @@ class Scheduler:
                 self._observer.retrying(job, ticket.attempts, verdict.retry_in_s, attempt.error)
                 retry = dataclasses.replace(ticket, resume=attempt.resume,
                                             received=ticket.received + attempt.received)
+                self._started[ticket.id] = retry  # what its line says if a signal comes
                 self._frontier.later(retry, now + verdict.retry_in_s)
                 self._changed.set()
                 return
@@ -295,7 +303,8 @@ class LocalExecutor:
             self._busy -= 1
             self._scheduler.ended(ticket)
 
-        attempt = await self._fetcher.attempt(ticket, ended=ended)
+        attempt = await self._fetcher.attempt(
+            ticket, ended=ended, cut=lambda status, n: self._scheduler.cut(ticket, status, n))
         self._scheduler.settle(ticket, attempt)
 
 

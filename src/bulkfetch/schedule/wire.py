@@ -14,6 +14,7 @@ measured: 12.6 µs to dump its three messages as objects and 11.0 µs to load th
                       announcing `length` (Content-Length or None)
           SETTLED     (SETTLED, id, *attempt)        the attempt's outcome (`attempt_in`)
           CRASHED     (CRASHED, error, traceback)    a bug in the worker
+          CUT         (CUT, id, http_status, received)  the attempt was cut off (a signal)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from bulkfetch.models import Attempt, Failure, Job, Prior, SafeRelPath, Ticket, Validators
 
-ENDED, PROGRESS, SETTLED, CRASHED = range(4)
+ENDED, PROGRESS, SETTLED, CRASHED, CUT = range(5)
 Row = tuple[Any, ...]
 
 _LENGTH = struct.Struct("!I")
@@ -81,6 +82,16 @@ def progress_in(row: Row) -> tuple[int, int | None, bool]:
     return nbytes, length, responded
 
 
+def cut(key: int, http_status: int | None, received: int) -> Row:
+    return (CUT, key, http_status, received)
+
+
+def cut_in(row: Row) -> tuple[int | None, int]:
+    """A CUT row's HTTP status and bytes received."""
+    _, _, http_status, received = row
+    return http_status, received
+
+
 def crashed(error: str, trace: str) -> Row:
     return (CRASHED, error, trace)
 
@@ -92,7 +103,7 @@ def crashed_in(row: Row) -> tuple[str, str]:
 
 
 def key_of(row: Row) -> int:
-    """The ticket id of an ENDED, PROGRESS or SETTLED row."""
+    """The ticket id of an ENDED, PROGRESS, SETTLED or CUT row."""
     key: int = row[1]
     return key
 

@@ -225,6 +225,8 @@ class ProcessExecutor:
             child.credit += 1
             self._free += 1
             self._scheduler.ended(ticket)
+        elif kind == wire.CUT:
+            self._scheduler.cut(ticket, *wire.cut_in(row))
         elif kind == wire.SETTLED:
             child.ended.discard(key)
             del child.running[key]
@@ -344,7 +346,8 @@ async def _serve(
     assert main is not None
     # One SIGTERM or more (systemd signals the whole group at once): stop, once, cleanly.
     loop.add_signal_handler(signal.SIGTERM, main.cancel)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, by the pipe
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     closed = loop.create_future()
     buffer = bytearray()
     writers = Writers()
@@ -358,7 +361,8 @@ async def _serve(
             async def attempt(ticket: Ticket) -> None:
                 link.begin(ticket)
                 got = await fetcher.attempt(
-                    ticket, ended=lambda: link.send(wire.ended(ticket.id)))
+                    ticket, ended=lambda: link.send(wire.ended(ticket.id)),
+                    cut=lambda status, n: link.send(wire.cut(ticket.id, status, n)))
                 link.send(wire.settled(ticket.id, got))
                 link.end(ticket)
 

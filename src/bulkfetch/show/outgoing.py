@@ -8,6 +8,7 @@ to mask a password or escape a control character.
   `record(text)` masks and makes it valid Unicode (`lossless`): bytes from the wire that are
   not UTF-8 reach us as lone surrogates, which JSON and SQLite refuse.
 - `make_result(...)`: the one way a `Result` is made; its URLs and error are masked here.
+- `Outlet`: stderr as the CLI writes to it; a write that fails never stops or hangs the run.
 
 Escaping: ESC could retitle the terminal or clear it, BEL and NUL end up in cron logs, a bidi
 override reorders what is read, and a lone surrogate (an undecodable byte of a binary list)
@@ -16,9 +17,12 @@ cannot even be written to a UTF-8 stream. Each is shown as a backslash escape in
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import re
 import time
+from typing import TextIO
 
 from bulkfetch.models import Result, Status
 
@@ -75,6 +79,58 @@ def _escape(match: re.Match[str]) -> str:
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte that was not UTF-8
         return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+class Outlet:
+    """A text stream (stderr) that no failed write raises from. The reader of a pipe gone
+    (`| head -2`: EPIPE), a terminal hung up (EIO), a descriptor closed (EBADF): the run must
+    go on and finish with the files, the manifest and the exit code it earned. So the first
+    such failure stops all writing, quietly: the descriptor is pointed at /dev/null (so that
+    Python's own flush at exit, and rich, meet no error either)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self._stream.write(text)
+            except BlockingIOError:  # a full non-blocking pipe: this line is lost, not all
+                pass
+            except (OSError, ValueError):  # ValueError: the stream was closed
+                self._break()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BlockingIOError:
+                pass
+            except (OSError, ValueError):
+                self._break()
+
+    def isatty(self) -> bool:
+        return not self.broken and self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return self._stream.encoding
+
+    @property
+    def errors(self) -> str | None:
+        return self._stream.errors
+
+    def _break(self) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
 
 
 def make_result(
