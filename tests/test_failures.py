@@ -32,7 +32,8 @@ REFUSED = aiohttp.ClientConnectorError(KEY, OSError(errno.ECONNREFUSED, "Connect
     (aiohttp.ServerDisconnectedError(), Failure.TRANSFER, "closed the connection"),
     (ShortBody("body cut short: 1 of 2 bytes"), Failure.TRANSFER, "1 of 2 bytes"),
     (aiohttp.ClientOSError(), Failure.TRANSFER, "ClientOSError"),  # never an empty line
-    (OSError(errno.ENOSPC, "No space left on device"), Failure.FINAL, "cannot write the file"),
+    (OSError(errno.ENOSPC, "No space left on device"), Failure.FINAL,
+     "cannot write the file: no space left on device"),
 ])
 def test_classify(exc: BaseException, failure: Failure, words: str) -> None:
     fault = classify(exc, Timeouts(total_s=9, connect_s=3, read_s=2))

@@ -7,6 +7,8 @@
       │    ├─ SettingsError           2   a certificate, key, proxy, netrc or cookies file
       │    └─ SourceError             2   a list broke off; what was open still finished
       ├─ WorkerFailed                 1   every worker process died (OOM killer, kill -9)
+      ├─ RecordFailed                 1   the manifest or the state could not be written
+                                          (a full disk): the run stopped taking new URLs
       └─ LockedOut                   75   another run holds --out (EX_TEMPFAIL: try later)
 
 A run that ends by itself exits 0 (all fine) or 1 (something failed); after signal N,
@@ -53,6 +55,14 @@ class SourceError(UsageError):
 
 class WorkerFailed(BulkfetchError):
     """Every worker process died: not a bug, so one line and exit 1."""
+
+
+class RecordFailed(BulkfetchError):
+    """The manifest or the state could not be written (a full disk, a quota): the run stopped
+    taking new URLs. What finished is on disk, and the state never claims more."""
+
+    hint = ("; the run stopped taking new URLs (what finished is saved; run again when there "
+            "is room)")
 
 
 class LockedOut(BulkfetchError):

@@ -151,7 +151,9 @@ def _other(exc: BaseException, timeouts: Timeouts) -> str:
 
 
 def _disk(exc: OSError, timeouts: Timeouts) -> str:
-    return f"cannot write the file: {exc}"
+    """In the words a user searches for (`no space left on device`), never `[Errno 28]`."""
+    reason = exc.strerror.lower() if exc.strerror else str(exc) or type(exc).__name__
+    return f"cannot write the file: {reason}"
 
 
 F = Failure

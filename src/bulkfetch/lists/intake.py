@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import sqlite3
 import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from bulkfetch.errors import SourceError
+from bulkfetch.errors import RecordFailed, SourceError
 from bulkfetch.lists import shards
 from bulkfetch.lists.plan import Planner, Rejected, Repeat
 from bulkfetch.lists.syntax import parse_line
@@ -149,6 +150,12 @@ class Intake:
     def _read_all(self, post: _Post) -> None:
         try:
             self._state = self._open_state() if self._open_state else None
+        except (OSError, sqlite3.Error) as exc:  # a full disk, a state that is no database
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            with contextlib.suppress(_Stopped):
+                post(RecordFailed(f"cannot read the state: {reason.lower()}"))
+            return
+        try:
             for source in self._sources:
                 if isinstance(source, Listed):
                     self._read_items(source, post)

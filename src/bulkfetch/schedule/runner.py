@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 
-from bulkfetch.errors import EXIT_SIGNAL_BASE
+from bulkfetch.errors import EXIT_SIGNAL_BASE, RecordFailed
 from bulkfetch.http import client
 from bulkfetch.lists.intake import Intake, Listed, Source
 from bulkfetch.lists.plan import Planner
@@ -129,6 +129,12 @@ async def _main(
     main = asyncio.current_task()
     assert main is not None
     received: list[int] = []
+    stopped: list[RecordFailed] = []  # the manifest or the state could not be written
+
+    def on_record_failure(failure: RecordFailed) -> None:
+        if not stopped:
+            stopped.append(failure)
+            main.cancel()
 
     def on_signal(signum: int) -> None:
         if received:  # a second signal: the user does not want to wait for the cleanup
@@ -141,10 +147,13 @@ async def _main(
     with handling_signals(on_signal) if signals else contextlib.nullcontext():
         async with beside(companion):
             try:
-                await _fetch_all(settings, sources, observer, tally, extras, pool)
+                await _fetch_all(settings, sources, observer, tally, extras, pool,
+                                 on_record_failure)
             except asyncio.CancelledError:
-                if not received:
+                if not received and not stopped:
                     raise
+    if stopped:
+        raise stopped[0]
     kept = _kept_for_resume(settings.out) if received else 0
     return tally.summary(elapsed_s=time.monotonic() - started,
                          interrupted_by=received[0] if received else None, kept_for_resume=kept)
@@ -168,6 +177,7 @@ async def _fetch_all(
     tally: Tally,
     extras: client.Extras,
     pool: workers.Pool | None,
+    on_record_failure: Callable[[RecordFailed], None],
 ) -> None:
     writers = Writers()
     state_path = Layout.of(settings.out, settings.shard).state
@@ -176,7 +186,8 @@ async def _fetch_all(
         # The run before this one keeps its manifest (the default one) under runs/.
         keep_in = layout.runs if settings.manifest == layout.manifest else None
         async with Manifest(
-            settings.manifest, writers, state=StateWriter(state_path), keep_in=keep_in
+            settings.manifest, writers, state=StateWriter(state_path), keep_in=keep_in,
+            on_failure=on_record_failure,
         ) as manifest:
             def record(result: Result, job: Job | None, validators: Validators | None) -> None:
                 prior = job.prior if job else None
@@ -215,6 +226,8 @@ async def _fetch_all(
                 raise
             if broken is not None:
                 raise broken
+        if manifest.failure is not None:  # found by the last flush, once the run was over
+            raise manifest.failure
     finally:
         writers.close()
 

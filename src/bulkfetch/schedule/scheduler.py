@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-from bulkfetch.errors import SourceError
+from bulkfetch.errors import BulkfetchError
 from bulkfetch.http.fetcher import Fetcher
 from bulkfetch.lists.intake import Intake
 from bulkfetch.lists.plan import Repeat
@@ -79,7 +79,7 @@ class Scheduler:
         self._intake: Intake | None = None
         self._told_total = False
 
-    async def run(self, intake: Intake, executor: Executor) -> SourceError | None:
+    async def run(self, intake: Intake, executor: Executor) -> BulkfetchError | None:
         """Until every entry of the lists has its Result. A list that breaks off ends the
         intake, not the run: what is already open still finishes, and the error is returned."""
         async with asyncio.TaskGroup() as group:
@@ -146,7 +146,7 @@ class Scheduler:
 
     # The two tasks.
 
-    async def _feed(self, intake: Intake) -> SourceError | None:
+    async def _feed(self, intake: Intake) -> BulkfetchError | None:
         broken = None
         try:
             async for batch, read_bytes in intake.batches():
@@ -164,7 +164,7 @@ class Scheduler:
                     else:
                         await self._wait_for_window()
                         self._admit(item)
-        except SourceError as exc:
+        except BulkfetchError as exc:  # a list broke off, the state could not be read
             broken = exc
         self._listed = True
         self._observer.listing_done()

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 import orjson
 
+from bulkfetch.errors import RecordFailed
 from bulkfetch.models import Prior, Result, Validators
 from bulkfetch.store.state import StateWriter
 from bulkfetch.store.threads import Writers, write_all
@@ -32,9 +35,11 @@ class Manifest:
 
     def __init__(
         self, path: Path, writers: Writers, *, state: StateWriter | None = None,
-        keep_in: Path | None = None,
+        keep_in: Path | None = None, on_failure: Callable[[RecordFailed], None] | None = None,
     ) -> None:
         self._path = path
+        self._on_failure = on_failure
+        self.failure: RecordFailed | None = None  # once set, nothing more is written
         self._keep_in = keep_in
         self._writers = writers
         self._state = state
@@ -59,13 +64,15 @@ class Manifest:
         # cancellation that arrives as its inner wait completes.
         self._closing = True
         self._wake.set()
-        if self._flusher is not None:
-            await self._flusher
-        await self._flush()
-        if self._file is not None:
-            await self._writers.run(self._file.close)
-        if self._state is not None:
-            await self._writers.run(self._state.close)
+        try:
+            if self._flusher is not None:
+                await self._flusher
+            await self._flush()
+        finally:  # each runs to its end, even through a cancellation
+            if self._file is not None:
+                await self._writers.run(self._file.close)
+            if self._state is not None:
+                await self._writers.run(self._state.close)
 
     def add(
         self,
@@ -76,6 +83,8 @@ class Manifest:
         prior: Prior | None = None,
     ) -> None:
         """Record a result; `url` (as listed, for the state) defaults to `result.url`."""
+        if self.failure is not None:
+            return
         self._pending += orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE)
         if self._state is not None:
             self._state.add(url or result.url, result, validators, prior)
@@ -92,9 +101,21 @@ class Manifest:
 
     async def _flush(self) -> None:
         rows = self._state.take() if self._state is not None else []
-        if (self._pending or rows) and self._file is not None:
+        if (self._pending or rows) and self._file is not None and self.failure is None:
             data, self._pending = self._pending, bytearray()
-            await self._writers.run(self._write, self._file, data, rows)
+            try:
+                await self._writers.run(self._write, self._file, data, rows)
+            except (OSError, sqlite3.Error) as exc:  # SQLite says "database or disk is full"
+                self._fail(exc)
+
+    def _fail(self, exc: OSError | sqlite3.Error) -> None:
+        what = ("the state" if isinstance(exc, sqlite3.Error)
+                else f"the manifest {str(self._path)!r}")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.failure = RecordFailed(f"cannot write {what}: {reason.lower()}")
+        self._pending.clear()
+        if self._on_failure is not None and not self._closing:  # else the caller raises it
+            self._on_failure(self.failure)
 
     def _write(self, file: BinaryIO, data: bytearray, rows: list[tuple[object, ...]]) -> None:
         """Thread side: the manifest lines, then the same results' state rows."""
