@@ -356,3 +356,25 @@ def test_an_unwritable_manifest_is_one_line_before_any_request(
         f"bulkfetch: error: --manifest '{tmp_path}': cannot write: Is a directory"
     ]
     assert server.stats.count("/bytes/10") == 0
+
+
+def test_the_line_limit_is_exact_and_an_undecodable_url_is_not_requested(
+    server: Server, tmp_path: Path
+) -> None:
+    """A whole line of 1 MiB and a few bytes fails as too long; a URL holding a byte that is
+    not UTF-8 fails unrequested (it is not the URL that was written); the rest run."""
+    good = server.url("/bytes/12")
+    src = tmp_path / "u"
+    over = b"http://127.0.0.1/" + b"x" * (1024 * 1024 - 10)  # 1 MiB + 7 bytes
+    bad = server.url("/bytes/13").encode() + b"\xff"
+    src.write_bytes(over + b"\n" + bad + b"\n" + f"{good}\n".encode())
+    proc = run_cli(str(src), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 1, proc.stderr
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    assert rows[good]["status"] == "ok"
+    errors = sorted(row["error"] for row in rows.values() if row["status"] == "failed")
+    assert errors == [f"{src}:1: line too long (over 1 MiB); skipped",
+                      f"{src}:2: not an http(s) URL: it holds bytes that are not UTF-8: "
+                      f"'{server.url('/bytes/13')}\\xff'"]
+    assert server.stats.paths == ["/bytes/12"]
+    assert len(proc.stderr) < 2000

@@ -466,3 +466,22 @@ def test_a_huge_announced_length_fails_before_memory_follows_it(
     (row,) = manifest_in(moto.client(), bucket, "p/").values()
     assert row["status"] == "failed" and "more than one object takes" in row["error"]
     assert row["attempts"] == 1 and row["elapsed"] < 10
+
+
+def test_a_local_manifest_and_summary_with_a_bucket(
+    moto: MotoServer, bucket: str, server: Server, tmp_path: Path,
+) -> None:
+    """--manifest and --summary-json to local files beside --out s3://: every object lands,
+    the run and its unchanged re-run exit 0 (exit 70 before), the manifest is where asked."""
+    urls = served(server, 3)
+    src = write_list(tmp_path / "u", urls)
+    for _ in range(2):
+        proc = run(moto, tmp_path / "pod", str(src), "-o", f"s3://{bucket}/p",
+                   "--manifest", str(tmp_path / "m.jsonl"),
+                   "--summary-json", str(tmp_path / "s.json"))
+        assert proc.returncode == 0, proc.stderr
+        assert f"manifest: {tmp_path / 'm.jsonl'}" in proc.stderr
+        rows = [orjson.loads(line) for line in (tmp_path / "m.jsonl").read_bytes().splitlines()]
+        assert {row["url"] for row in rows} == set(urls)
+        assert orjson.loads((tmp_path / "s.json").read_bytes())["exit_code"] == 0
+    assert len(bodies(moto.client(), bucket, "p/")) == 3

@@ -14,7 +14,7 @@ from bulkfetch.models import UrlLine
     (b"http://a/b\tout/name.bin", ("http://a/b", "out/name.bin")),
     (b"http://a/b   two words.txt ", ("http://a/b", "two words.txt")),
     (b"\xef\xbb\xbfhttp://a/b", ("http://a/b", None)),       # a UTF-8 byte order mark
-    (b"http://a/\xff", ("http://a/\ufffd", None)),           # bad UTF-8 stays visible
+    (b"http://a/\xff", ("http://a/\udcff", None)),  # kept as the byte: plan refuses it
 ])
 def test_entries(raw: bytes, expected: tuple[str, str | None]) -> None:
     assert parse_line(raw, source="u.txt", lineno=1) == UrlLine("u.txt:1", *expected)

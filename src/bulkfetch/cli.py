@@ -32,7 +32,7 @@ from bulkfetch.show import outgoing
 from bulkfetch.show.display import Display
 from bulkfetch.store import report as report_
 from bulkfetch.store.jsonfile import check_writable, write_json
-from bulkfetch.store.layout import STATE_DIR
+from bulkfetch.store.layout import STATE_DIR, Layout
 
 # typer >= 0.26 vendors click; its ClickException is reachable only through a public subclass.
 _ClickException: type[Exception] = next(
@@ -277,10 +277,12 @@ DISPLAY_OPTIONS = ("quiet", "verbose", "progress", "status_interval")
 
 
 def _manifest_shown(settings: Settings) -> Path | str:
-    """Where the manifest ends up: with the state in the bucket, its object."""
-    if settings.bucket is None or not settings.state_in_bucket:
+    """Where the manifest ends up: with the state in the bucket, its object; a --manifest of
+    the user's own stays where it was asked for (a copy goes to the bucket too)."""
+    default = Layout.of(settings.out, settings.shard).manifest
+    if settings.bucket is None or not settings.state_in_bucket or settings.manifest != default:
         return settings.manifest
-    return f"{settings.bucket}{settings.manifest.relative_to(settings.out).as_posix()}"
+    return f"{settings.bucket}{default.relative_to(settings.out).as_posix()}"
 
 
 

@@ -211,8 +211,9 @@ class Intake:
             planned: list[Job | Rejected | Repeat] = []
             for raw in lines:
                 lineno += 1
-                line = parse_line(raw, source=source.name, lineno=lineno)
-                if line is not None:
+                if len(raw) > MAX_LINE_BYTES:  # whole, yet too long: the limit is exact
+                    self._keep(_too_long(source.name, lineno, raw), planned)
+                elif (line := parse_line(raw, source=source.name, lineno=lineno)) is not None:
                     self._keep(self._planner.plan(line), planned)
             if len(tail) > MAX_LINE_BYTES:  # it fails alone; the lines after it still run
                 lineno += 1

@@ -17,7 +17,7 @@ from yarl import URL
 
 from bulkfetch.lists.seen import DIGEST_BYTES, DigestSet
 from bulkfetch.models import Job, Result, SafeRelPath, Status, UrlLine
-from bulkfetch.show.outgoing import INVISIBLE, make_result
+from bulkfetch.show.outgoing import INVISIBLE, lossless, make_result
 from bulkfetch.store.layout import STATE_DIR
 
 _STEM_MAX_BYTES = 100
@@ -28,6 +28,7 @@ _UNSAFE = re.compile(f'[{INVISIBLE}/\\\\:*?"<>|]')
 _EXT = re.compile(r"\.[A-Za-z0-9]{1,10}$")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _HOSTS_KEPT = 10_000
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # a list's byte that was not UTF-8
 
 
 def digest(text: str) -> bytes:
@@ -91,6 +92,8 @@ def check_name(name: str) -> SafeRelPath:
     """NAME normalised to a path inside --out; ValueError says why it is not acceptable."""
     if "\x00" in name or "\\" in name:
         raise ValueError("has a NUL or a backslash; use / between folders")
+    if _UNDECODABLE.search(name):
+        raise ValueError("holds bytes that are not UTF-8")
     if name.startswith("/"):
         raise ValueError("is absolute; it must be relative to --out")
     if name.endswith("/"):
@@ -165,6 +168,9 @@ class Planner:
     def place(self, line: UrlLine, url_digest: bytes) -> Job | Rejected:
         """The job or the rejection for an admitted line. NAMEs are claimed here, so every
         named line must be placed, in list order; an unnamed line affects no other line."""
+        if _UNDECODABLE.search(line.url):
+            return Rejected(line.where, line.url, f"{line.where}: not an http(s) URL: it holds "
+                            f"bytes that are not UTF-8: '{lossless(line.url)}'")
         url = parse_url(line.url)
         if url is None:
             return Rejected(line.where, line.url, f"{line.where}: not an http(s) URL: {line.url!r}")

@@ -13,7 +13,9 @@ def parse_line(raw: bytes, *, source: str, lineno: int) -> UrlLine | None:
     A line is `URL`, then optionally NAME (which may hold spaces), then optionally a last field
     `sha256:HEX` that the body must match.
     """
-    text = raw.decode("utf-8", errors="replace").strip()
+    # A byte that is not UTF-8 is kept (as a lone surrogate), so that plan refuses the line
+    # rather than fetch a URL that is not the one written.
+    text = raw.decode("utf-8", errors="surrogateescape").strip()
     if lineno == 1:
         text = text.removeprefix("\ufeff").strip()
     if not text or text.startswith("#"):
