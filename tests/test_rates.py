@@ -54,6 +54,34 @@ def test_retry_after_pauses_the_whole_host(server: Server, tmp_path: Path) -> No
     assert len(rows) == 7
 
 
+def test_a_host_asking_to_wait_too_long_is_given_up_at_once(
+    server: Server, tmp_path: Path
+) -> None:
+    """Retry-After: 600 beyond --max-retry-after: that host's URLs fail now, saying so, and
+    the other host's run on; the run does not wait (5:18 for 30 URLs before)."""
+    slow = [server.url_on("127.0.0.2", f"/flaky/too-long-{i}/5/429?retry_after=600")
+            for i in range(5)]
+    fine = [server.url(f"/bytes/{20 + i}") for i in range(10)]
+    started = time.monotonic()
+    proc, rows = fetch_cli(tmp_path, [*slow, *fine], "-c", "1", "--max-retry-after", "60")
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 1, proc.stderr
+    assert all(rows[url]["status"] == "ok" for url in fine)
+    for url in slow:
+        assert rows[url]["status"] == "failed"
+        assert "asked to wait 600s (Retry-After), more than --max-retry-after 60s" in (
+            rows[url]["error"])
+    assert sum(path.startswith("/flaky/too-long") for path in server.stats.paths) == 1
+
+
+def test_a_paused_host_is_named_with_the_time_left(server: Server, tmp_path: Path) -> None:
+    first = server.url("/flaky/named-pause/1/429?retry_after=2")
+    proc, _ = fetch_cli(tmp_path, [first, server.url("/bytes/33")], "-c", "1", "--no-progress",
+                        "--status-interval", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    assert f"paused: 127.0.0.1:{server.port} (" in proc.stderr and "s left)" in proc.stderr
+
+
 @pytest.fixture
 def unanswered_port() -> Iterator[int]:
     """A listening socket whose accept queue is full: new connections hang in SYN-SENT."""

@@ -76,3 +76,17 @@ def test_the_last_attempt_says_how_many_were_made(retries: int, error: str) -> N
 
 def test_a_success_needs_no_verdict() -> None:
     assert RetryPolicy().decide(Attempt(http_status=200), 1) == Verdict()
+
+
+@pytest.mark.parametrize(("attempt", "host_given_up"), [
+    (fail(429, retry_after_s=600), True),
+    (fail(503, retry_after_s=301), True),
+    (fail(500, retry_after_s=600), False),  # no pause asked of the host: only this URL fails
+])
+def test_a_wait_beyond_the_cap_fails_at_once(attempt: Attempt, host_given_up: bool) -> None:
+    """No pause of 300 s for nothing: the URL fails now, and with a 429 or 503 the host's
+    other URLs too (the scheduler ends them), saying what the host asked for."""
+    verdict = RetryPolicy(retry_after_cap_s=300).decide(attempt, 1)
+    assert verdict.retry_in_s is None and verdict.pause_host_s is None
+    assert verdict.error is not None and "more than --max-retry-after 300s" in verdict.error
+    assert (verdict.give_up_host is not None) is host_given_up

@@ -79,6 +79,7 @@ class Options(TypedDict, total=False):
     force: bool
     refetch: Refetch | str  # the two at once
     host_errors: int
+    max_retry_after: float  # seconds
     window: int | None
 
 

@@ -140,6 +140,11 @@ def fetch(
         help="After N connection failures in a row to a host (refused, name not resolved, "
         "TLS handshake, connect timeout), its remaining URLs fail at once (0: never).",
     )] = 5,
+    max_retry_after: Annotated[float, typer.Option(
+        envvar="BULKFETCH_MAX_RETRY_AFTER", metavar="SECONDS",
+        help="A host that asks (Retry-After, with a 429 or 503) to wait longer is given up "
+        "on: its URLs fail at once instead of holding the run.",
+    )] = 300.0,
     window: Annotated[int | None, typer.Option(
         envvar="BULKFETCH_WINDOW", metavar="N", show_default=False,
         help="Entries read ahead of the requests, all hosts together, so that a list sorted "

@@ -227,6 +227,7 @@ class Settings:
     headers: tuple[tuple[str, str], ...] = ()
     refetch: Refetch = Refetch.REVALIDATE
     host_errors: int = 5  # consecutive connection failures that end a host's URLs; 0: never
+    max_retry_after_s: float = 300.0  # a host asking to wait longer is given up on
     window: int = 0  # entries held at once, all hosts together; 0: sized from --concurrency
     shard: Shard | None = None  # one shard of a run split over processes or machines
     # With a bucket, `out` is the local folder of the run's own files (state, lock, manifest)

@@ -158,6 +158,7 @@ def build(
         headers=_headers(o),
         refetch=_refetch(o),
         host_errors=_int(o.whole("host_errors", 5)),
+        max_retry_after_s=_float(o.seconds("max_retry_after", 300.0)),
         window=o.whole("window", None) or 0,
         shard=shard,
     )

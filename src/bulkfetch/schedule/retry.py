@@ -22,6 +22,7 @@ class Verdict:
     retry_in_s: float | None = None  # None: there is no next attempt
     pause_host_s: float | None = None  # nothing starts on the host for this long
     error: str | None = None  # the URL's final error; None with a retry, or on success
+    give_up_host: str | None = None  # why the host's other URLs fail now, without a request
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,29 +32,29 @@ class RetryPolicy:
     retries: int = 3
     base_s: float = 0.5
     cap_s: float = 30.0
-    retry_after_cap_s: float = 300.0
+    retry_after_cap_s: float = 300.0  # --max-retry-after
 
     def decide(self, attempt: Attempt, attempts: int, *, uniform: Uniform = random.uniform
                ) -> Verdict:
         """The verdict after `attempts` attempts, the last of which is `attempt`. A pause the
-        server asked for holds its host even when this URL gives up."""
+        server asked for holds its host even when this URL gives up; a host that asks for
+        longer than the cap is given up on (its URLs would only hold the run)."""
         error = attempt.error
         if error is None:
             return Verdict()
         after = attempt.retry_after_s
-        pause = None
-        if after is not None and attempt.http_status in PAUSING_STATUSES:
-            pause = min(after, self.retry_after_cap_s)
+        pausing = after is not None and attempt.http_status in PAUSING_STATUSES
+        if after is not None and after > self.retry_after_cap_s:
+            asked = (f"the host asked to wait {after:,.0f}s (Retry-After), more than "
+                     f"--max-retry-after {self.retry_after_cap_s:g}s")
+            return Verdict(error=f"{error}; {asked}", give_up_host=asked if pausing else None)
+        pause = after if pausing else None
         if not self.retryable(attempt):
             return Verdict(pause_host_s=pause, error=error)
         if attempts > self.retries:
             plural = "s" if attempts != 1 else ""
             return Verdict(pause_host_s=pause, error=f"{error} (gave up after {attempts} "
                            f"attempt{plural})")
-        if after is not None and after > self.retry_after_cap_s:
-            cap = self.retry_after_cap_s
-            return Verdict(pause_host_s=pause,
-                           error=f"{error}; Retry-After {after:.0f}s exceeds {cap:.0f}s")
         return Verdict(retry_in_s=self.delay(attempts, retry_after_s=after, uniform=uniform),
                        pause_host_s=pause)
 

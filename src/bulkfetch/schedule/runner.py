@@ -199,7 +199,8 @@ async def _fetch_all(
             scheduler = Scheduler(
                 Frontier(per_host=settings.per_host, rate=settings.rate,
                          host_rate=settings.host_rate),
-                RetryPolicy(retries=settings.retries, base_s=settings.backoff_s),
+                RetryPolicy(retries=settings.retries, base_s=settings.backoff_s,
+                            retry_after_cap_s=settings.max_retry_after_s),
                 record,
                 observer,
                 window=window_for(settings.concurrency, settings.window),

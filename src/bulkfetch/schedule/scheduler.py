@@ -74,6 +74,7 @@ class Scheduler:
         self._changed = asyncio.Event()  # something may have become startable
         self._window_room = asyncio.Event()
         self._failing: dict[str, int] = {}  # consecutive connection failures by host
+        self._given_up: dict[str, str] = {}  # hosts given up on, and why
         self._started: dict[int, Ticket] = {}  # begun and not settled: cut off by a signal
         self._cut: dict[int, tuple[int | None, int]] = {}  # their last attempt: status, bytes
         self._intake: Intake | None = None
@@ -123,6 +124,9 @@ class Scheduler:
         verdict = self._policy.decide(attempt, ticket.attempts)
         if verdict.pause_host_s:
             self._frontier.pause(job.host, now + verdict.pause_host_s, now)
+            self._observer.host_paused(job.host, verdict.pause_host_s)
+        if verdict.give_up_host:
+            self._give_up(job.host, f"gave up on host {job.host}: {verdict.give_up_host}", now)
         self._count_host(job.host, attempt, now)
         error = verdict.error
         if verdict.retry_in_s is not None:
@@ -240,15 +244,21 @@ class Scheduler:
                 self._failing.pop(host, None)
             return
         count = self._failing[host] = self._failing.get(host, 0) + 1
-        if not self._host_errors or count < self._host_errors or self._frontier.is_dead(host):
+        if not self._host_errors or count < self._host_errors:
             return
+        self._give_up(host, f"gave up on host {host}: {count} connection failures in a row "
+                            f"(--host-errors {self._host_errors})", now)
+
+    def _give_up(self, host: str, reason: str, now: float) -> None:
+        """The host's waiting URLs fail now, and those still to come at once, for `reason`."""
+        if self._frontier.is_dead(host):
+            return
+        self._given_up[host] = reason
         for doomed in self._frontier.kill(host):
-            self._finish(doomed, None, self._dead(host), now)
+            self._finish(doomed, None, reason, now)
 
     def _dead(self, host: str) -> str:
-        count = self._failing.get(host, 0)
-        return (f"gave up on host {host}: {count} connection failures in a row "
-                f"(--host-errors {self._host_errors})")
+        return self._given_up.get(host, f"gave up on host {host}")
 
     def _finish(self, ticket: Ticket, attempt: Attempt | None, error: str | None,
                 now: float) -> None:

@@ -53,6 +53,7 @@ class Snapshot:
     transfers: tuple[TransferView, ...]
     failures: tuple[str, ...]
     waiting_on: tuple[str, ...] = ()  # while the window is full: hosts that cannot start now
+    paused: tuple[str, ...] = ()  # hosts that asked for a break, with the time left
 
     @property
     def done(self) -> int:
@@ -91,6 +92,7 @@ class Board:
         self._samples: deque[tuple[float, int, int]] = deque()
         self._in_flight = 0
         self._waiting_on: tuple[str, ...] = ()
+        self._paused: dict[str, float] = {}  # host -> until (this clock)
 
     def queued(self) -> None:
         self._queued += 1
@@ -119,6 +121,9 @@ class Board:
 
     def worker_lost(self, pid: int, requeued: int) -> None:
         pass
+
+    def host_paused(self, host: str, seconds: float) -> None:
+        self._paused[host] = max(self._paused.get(host, 0.0), self._clock() + seconds)
 
     def responded(self, job: Job, content_length: int | None) -> None:
         if (transfer := self._active.get(_key(job))) is not None:
@@ -182,7 +187,15 @@ class Board:
             transfers=self._top_transfers(now),
             failures=tuple(self._failures),
             waiting_on=self._waiting_on,
+            paused=self._paused_now(now),
         )
+
+    def _paused_now(self, now: float) -> tuple[str, ...]:
+        """The hosts still paused, longest first (a few), with the time left."""
+        for host in [h for h, until in self._paused.items() if until <= now]:
+            del self._paused[host]
+        longest = sorted(self._paused.items(), key=lambda item: -item[1])[:TOP_TRANSFERS]
+        return tuple(f"{host} ({until - now:,.0f}s left)" for host, until in longest)
 
     def _bytes_in_flight(self) -> int:
         """What the transfers under way have still to receive, by their Content-Length."""

@@ -72,9 +72,10 @@ def status_line(snap: Snapshot) -> str:
 
 
 def waiting_note(snap: Snapshot) -> str:
-    if not snap.waiting_on:
-        return ""
-    return "; window full, waiting on " + ", ".join(snap.waiting_on)
+    note = "; paused: " + ", ".join(snap.paused) if snap.paused else ""
+    if snap.waiting_on:
+        note += "; window full, waiting on " + ", ".join(snap.waiting_on)
+    return note
 
 
 def _status(snap: Snapshot) -> str:
@@ -155,6 +156,9 @@ class Display:
 
     def window_full(self, waiting: tuple[str, ...]) -> None:
         self.board.window_full(waiting)
+
+    def host_paused(self, host: str, seconds: float) -> None:
+        self.board.host_paused(host, seconds)
 
     def notice(self, message: str) -> None:
         if self.settings.mode is not Mode.QUIET:

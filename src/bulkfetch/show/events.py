@@ -53,6 +53,10 @@ class Observer(Protocol):
     def worker_lost(self, pid: int, requeued: int) -> None:
         """A worker process died; its `requeued` attempts go to the others."""
 
+    def host_paused(self, host: str, seconds: float) -> None:
+        """The host asked for a break (429/503 with Retry-After): nothing starts on it for
+        `seconds`."""
+
 
 class NullObserver:
     """Every event ignored: the base of observers that care about a few (the library's
@@ -71,3 +75,4 @@ class NullObserver:
     def window_full(self, waiting: tuple[str, ...]) -> None: ...
     def notice(self, message: str) -> None: ...
     def worker_lost(self, pid: int, requeued: int) -> None: ...
+    def host_paused(self, host: str, seconds: float) -> None: ...

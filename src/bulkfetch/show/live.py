@@ -69,6 +69,8 @@ def render_table(snap: Snapshot) -> RenderableType:
         "time", f"{human_duration(snap.elapsed_s)} elapsed   ETA {human_duration(snap.eta_s)}"
     )
     overview.add_row("in flight", f"{snap.in_flight} / {snap.limit}")
+    if snap.paused:
+        overview.add_row("paused", Text(shown("; ".join(snap.paused)), style="yellow"))
     if snap.waiting_on:
         overview.add_row("waiting on", Text(shown("; ".join(snap.waiting_on)), style="yellow"))
     parts: list[RenderableType] = [overview]
