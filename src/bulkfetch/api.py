@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime
 import os
+import signal
 import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TypedDict, Unpack
 
 from bulkfetch import settings as settings_
-from bulkfetch.errors import LockedOut, UsageError
+from bulkfetch.errors import Interrupted, LockedOut, Terminated, UsageError
 from bulkfetch.http import client, creds, tls
 from bulkfetch.lists.intake import Listed, Source
 from bulkfetch.models import (
@@ -98,7 +99,10 @@ def fetch(
     A source is a list file's path, or an iterable of URLs or (URL, NAME) pairs. `options` are
     the CLI's, by their Settings names (concurrency, retries, per_host, rate, host_rate,
     max_bytes, headers, refetch, ...). `on_result` sees each URL's Result as it is decided.
-    From inside a running event loop, use `fetch_async`.
+    From inside a running event loop, use `fetch_async`. Stopped by a signal (on the main
+    thread), it stops cleanly and then raises `errors.Interrupted` (SIGINT: a
+    KeyboardInterrupt) or `errors.Terminated` (SIGTERM, SIGHUP: a SystemExit), the Summary
+    on it as `.summary`.
     """
     if _loop_running():
         raise UsageError("bulkfetch.fetch() cannot run inside a running event loop: "
@@ -106,7 +110,12 @@ def fetch(
     settings = settings_for(sources, out, shard=shard, shard_by=shard_by, options=options)
     processes = settings_.workers(workers) or 1
     extras = prepare(settings)
-    return execute(settings, sources, Quiet(on_result), extras=extras, processes=processes)
+    summary = execute(settings, sources, Quiet(on_result), extras=extras, processes=processes)
+    if summary.interrupted_by == signal.SIGINT:
+        raise Interrupted(summary)
+    if summary.interrupted_by is not None:
+        raise Terminated(summary)
+    return summary
 
 
 def _loop_running() -> bool:

@@ -13,11 +13,19 @@
 
 A run that ends by itself exits 0 (all fine) or 1 (something failed); after signal N,
 128 + N. Failures of single URLs are results in the manifest, never exceptions.
+
+`bulkfetch.fetch()` stopped by a signal raises, after the same clean stop, what a script
+cannot ignore by accident, with the run's Summary on it: `Interrupted` (a KeyboardInterrupt)
+for SIGINT, `Terminated` (a SystemExit with code 128 + N) for SIGTERM and SIGHUP.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import signal
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from bulkfetch.models import Summary
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,6 +71,25 @@ class RecordFailed(BulkfetchError):
 
     hint = ("; the run stopped taking new URLs (what finished is saved; run again when there "
             "is room)")
+
+
+class Interrupted(KeyboardInterrupt):
+    """`fetch()` was stopped by SIGINT (Ctrl-C) and stopped cleanly; `summary` says what
+    finished (the manifest lists it too)."""
+
+    def __init__(self, summary: Summary) -> None:
+        super().__init__(f"interrupted by SIGINT: {summary.interrupted:,} URLs cut off")
+        self.summary = summary
+
+
+class Terminated(SystemExit):
+    """`fetch()` was stopped by SIGTERM or SIGHUP and stopped cleanly: uncaught, the script
+    exits with 128 + N, as the CLI does. `summary` says what finished."""
+
+    def __init__(self, summary: Summary) -> None:
+        signum = summary.interrupted_by or signal.SIGTERM
+        super().__init__(EXIT_SIGNAL_BASE + signum)
+        self.summary = summary
 
 
 class LockedOut(BulkfetchError):
