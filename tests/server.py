@@ -23,6 +23,7 @@ Routes (KEY separates the counters of different tests):
                               and If-Range (either; Server.ignore_if_range: If-Range ignored);
                               B bytes/s at most; the first request of NAME drops the connection
                               after C bytes; a 206 carries at most R bytes
+  /fault/NAME?size=N           a fault on NAME's first request (fault_kind), then N bytes
   /static/...                 files under Server.root, by aiohttp's FileResponse: ETag,
                               Last-Modified, conditional GET (304), Range and If-Range
 """
@@ -44,6 +45,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+
+
+def fault_kind(name: str) -> str:
+    """What the first request of /fault/NAME meets: mostly nothing; else a 503, a reset
+    before the headers, a body cut short, a body stalled; a few get 429 + Retry-After: 1 (each
+    pauses the whole host for a second)."""
+    roll = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % 1000
+    for limit, kind in ((2, "429"), (100, "503"), (200, "reset"), (300, "cut"), (340, "stall")):
+        if roll < limit:
+            return kind
+    return "ok"
 
 
 def body(name: str, size: int) -> bytes:
@@ -189,6 +201,7 @@ class Server:
         r.add_get("/chunked/{n}", self._chunked)
         r.add_get("/raw/{tail:.*}", self._raw)
         r.add_get("/big-header/{n}", self._big_header)
+        r.add_get("/fault/{name}", self._fault)
         r.add_get("/{tail:.*}", self._anything)
         return app
 
@@ -237,6 +250,34 @@ class Server:
         request.transport.abort()
         await asyncio.sleep(1)
         return web.Response()
+
+    async def _fault(self, request: web.Request) -> web.StreamResponse:
+        """The soak's origin: a fault on the first request of NAME, chosen by NAME's digest
+        (FAULT_KINDS), then its body; ?size=N."""
+        name, size = request.match_info["name"], int(request.query.get("size", 1000))
+        self.stats.hits[name] += 1
+        data = body(request.path, size)
+        kind = fault_kind(name) if self.stats.hits[name] == 1 else "ok"
+        if kind in ("503", "429"):
+            headers = {"Retry-After": "1"} if kind == "429" else {}
+            return web.Response(status=int(kind), headers=headers)
+        assert request.transport is not None
+        if kind == "reset":  # before any header
+            sock = request.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            request.transport.abort()
+            return web.Response()
+        resp = web.StreamResponse()
+        resp.content_length = size
+        await resp.prepare(request)
+        if kind == "ok":
+            await resp.write(data)
+            return resp
+        await resp.write(data[: size // 2])
+        if kind == "stall":  # past the soak's --read-timeout
+            await asyncio.sleep(3)
+        request.transport.close()  # "cut": the body ends short
+        return resp
 
     async def _stall(self, request: web.Request) -> web.StreamResponse:
         before = int(request.query.get("before", 1000))
