@@ -65,3 +65,19 @@ def test_sigterm_while_stdin_stays_open(server: Server, tmp_path: Path) -> None:
     assert proc.returncode == 143
     assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
     proc.stderr.close()
+
+
+def test_an_ignored_sighup_stays_ignored(server: Server, tmp_path: Path) -> None:
+    """Under `nohup` the terminal's hang-up does not stop the run."""
+    urls = [server.url(f"/stall/1?before=100&i={i}") for i in range(3)]
+    src = tmp_path / "u"
+    src.write_text("".join(f"{u}\n" for u in urls))
+    proc = subprocess.Popen(
+        bulkfetch_cmd(str(src), "-o", str(tmp_path / "out")), stderr=subprocess.PIPE,
+        env=cli_env(), preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    wait_for(lambda: server.stats.count("/stall/1") == 3)
+    proc.send_signal(signal.SIGHUP)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    assert {row["status"] for row in rows.values()} == {"ok"}

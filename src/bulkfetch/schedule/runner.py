@@ -87,8 +87,11 @@ def handling_signals(handler: Callable[[int], None]) -> Iterator[None]:
         yield
         return
     loop = asyncio.get_running_loop()
+    # A signal ignored when we started stays ignored: `nohup` (SIGHUP), a shell's background
+    # job (SIGINT) asked for exactly that.
     before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    for signum in STOP_SIGNALS:
+    before = {signum: old for signum, old in before.items() if old is not signal.SIG_IGN}
+    for signum in before:
         loop.add_signal_handler(signum, handler, signum)
     try:
         yield
