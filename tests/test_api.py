@@ -4,10 +4,13 @@ same guarantees as the CLI (lock, manifest, names, checksums)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,3 +111,42 @@ def test_a_signal_raises_from_fetch_after_the_clean_stop(
     assert out.splitlines() == [said, "handler kept True"]
     rows = read_manifest(tmp_path / "out" / MANIFEST)
     assert [row["status"] for row in rows.values()] == ["interrupted"]
+
+
+def test_an_iterable_streams_as_it_yields(server: Server, tmp_path: Path) -> None:
+    """A generator yielding a URL every 50 ms: the first result comes long before it ends
+    (it came only at exhaustion, or after 1,000 items, before)."""
+    def slowly() -> Iterator[str]:
+        for i in range(20):
+            yield server.url(f"/bytes/{200 + i}")
+            time.sleep(0.05)
+
+    started = time.monotonic()
+    firsts: list[float] = []
+    summary = bulkfetch.fetch([slowly()], tmp_path / "out",
+                              on_result=lambda r: firsts.append(time.monotonic() - started))
+    assert summary.ok == 20
+    assert firsts[0] < 0.3  # the generator takes 1 s in all
+
+
+def test_a_stopped_run_pulls_no_more_from_the_iterable(server: Server, tmp_path: Path) -> None:
+    """Cancelled (here by a timeout around fetch_async), the run takes no further item from
+    the caller's generator."""
+    pulled = 0
+
+    def endless() -> Iterator[str]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield server.url(f"/bytes/{pulled % 50 + 1}?n={pulled}&delay=0.05")
+
+    async def main() -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await bulkfetch.fetch_async([endless()], tmp_path / "out", concurrency=2)
+
+    asyncio.run(main())
+    after = pulled
+    time.sleep(0.3)
+    assert pulled == after
+    assert after < 20_000  # bounded read-ahead (the window, 10,000, and a few batches)

@@ -9,22 +9,57 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Result", "Shard", "ShardBy", "Summary", "__version__", "fetch", "fetch_async"]
+__all__ = [
+    "BulkfetchError",
+    "Interrupted",
+    "LockedOut",
+    "Options",
+    "Refetch",
+    "Result",
+    "Shard",
+    "ShardBy",
+    "SourceError",
+    "Status",
+    "Summary",
+    "Terminated",
+    "Timeouts",
+    "Tls",
+    "UsageError",
+    "__version__",
+    "fetch",
+    "fetch_async",
+]
 
 if TYPE_CHECKING:
-    from bulkfetch.api import fetch, fetch_async
-    from bulkfetch.models import Result, Shard, ShardBy, Summary
+    from bulkfetch.api import Options, fetch, fetch_async
+    from bulkfetch.errors import (
+        BulkfetchError,
+        Interrupted,
+        LockedOut,
+        SourceError,
+        Terminated,
+        UsageError,
+    )
+    from bulkfetch.models import Refetch, Result, Shard, ShardBy, Status, Summary, Timeouts, Tls
+else:
+    # `import bulkfetch` stays cheap (the CLI and `__version__` need nothing else): the API
+    # and its types are imported on first use. Hidden from type checkers, so that a name
+    # that does not exist is an error there, not `Any`.
+    _HOMES = {
+        "bulkfetch.api": ("Options", "fetch", "fetch_async"),
+        "bulkfetch.errors": ("BulkfetchError", "Interrupted", "LockedOut", "SourceError",
+                             "Terminated", "UsageError"),
+        "bulkfetch.models": ("Refetch", "Result", "Shard", "ShardBy", "Status", "Summary",
+                             "Timeouts", "Tls"),
+    }
 
+    def __getattr__(name: str) -> Any:
+        import importlib
 
-def __getattr__(name: str) -> Any:
-    """`import bulkfetch` stays cheap (the CLI and `__version__` need nothing else): the API
-    and its types are imported on first use."""
-    if name in ("fetch", "fetch_async"):
-        from bulkfetch import api
+        for module, names in _HOMES.items():
+            if name in names:
+                return getattr(importlib.import_module(module), name)
+        raise AttributeError(f"module 'bulkfetch' has no attribute {name!r}")
 
-        return getattr(api, name)
-    if name in ("Result", "Shard", "ShardBy", "Summary"):
-        from bulkfetch import models
-
-        return getattr(models, name)
-    raise AttributeError(f"module 'bulkfetch' has no attribute {name!r}")
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

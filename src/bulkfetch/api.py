@@ -85,7 +85,7 @@ class Options(TypedDict, total=False):
 
 
 def fetch(
-    sources: Sequence[SourceSpec],
+    sources: list[SourceSpec] | tuple[SourceSpec, ...],
     out: str | os.PathLike[str],
     *,
     shard: tuple[int, int] | Shard | None = None,
@@ -127,7 +127,7 @@ def _loop_running() -> bool:
 
 
 async def fetch_async(
-    sources: Sequence[SourceSpec],
+    sources: list[SourceSpec] | tuple[SourceSpec, ...],
     out: str | os.PathLike[str],
     *,
     shard: tuple[int, int] | Shard | None = None,
@@ -202,7 +202,7 @@ def prepare(settings: Settings) -> client.Extras:
 
 def execute(
     settings: Settings,
-    sources: Sequence[SourceSpec],
+    sources: list[SourceSpec] | tuple[SourceSpec, ...],
     observer: Observer,
     *,
     extras: client.Extras,

@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import queue
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +31,7 @@ from bulkfetch.store.state import StateReader
 
 READ_BYTES = 64 * 1024
 ITEMS_PER_BATCH = 1000  # of a Listed source: about what a block of a list file holds
+ITEM_WAIT_S = 0.005  # an item of a Listed source waits at most this long for company
 BATCHES_AHEAD = 4
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -68,6 +71,24 @@ def _total_bytes(sources: Sequence[Source | Listed]) -> int:
 
 class _Stopped(Exception):
     pass
+
+
+_END = object()  # the iterable has ended
+
+
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    error: Exception
+
+
+def _listed_line(source: str, lineno: int, item: object) -> UrlLine:
+    """An item of a Python list: a URL, or a (URL, NAME) pair."""
+    url: object = item
+    name: object = None
+    if not isinstance(item, str) and isinstance(item, tuple | list) and len(item) == 2:
+        url, name = item
+    return UrlLine(where=f"{source}:{lineno}", url=str(url).strip(),
+                   name=str(name) if name else None)
 
 
 class Intake:
@@ -173,17 +194,53 @@ class Intake:
                 self._state.close()
 
     def _read_items(self, source: Listed, post: _Post) -> None:
+        """A Python iterable, pulled on a thread of its own (`_pull`), so that an item goes
+        out within ITEM_WAIT_S of being yielded however slowly the next one comes."""
+        pulled: queue.Queue[object] = queue.Queue(maxsize=ITEMS_PER_BATCH)
+        threading.Thread(target=self._pull, args=(source, pulled), daemon=True,
+                         name="bulkfetch-iterable").start()
         planned: list[Job | Rejected | Repeat] = []
-        for lineno, item in enumerate(source.items, 1):
-            url, name = (item, None) if isinstance(item, str) else item
-            line = UrlLine(where=f"{source.name}:{lineno}", url=str(url).strip(),
-                           name=str(name) if name else None)
-            self._keep(self._planner.plan(line), planned)
+        lineno, first = 0, 0.0
+        while True:
+            wait = max(0.0, first + ITEM_WAIT_S - time.monotonic()) if planned else 0.1
+            try:
+                item = pulled.get(timeout=wait)
+            except queue.Empty:
+                if planned:  # the iterable pauses: what it gave goes out now
+                    post((self._decide(planned), self.read_bytes))
+                    planned = []
+                elif self._stopped:
+                    raise _Stopped from None
+                continue
+            if item is _END:
+                break
+            if isinstance(item, _Raised):
+                raise SourceError(f"{source.name}: the iterable raised "
+                                  f"{type(item.error).__name__}: {item.error}") from item.error
+            lineno += 1
+            first = first if planned else time.monotonic()
+            self._keep(self._planner.plan(_listed_line(source.name, lineno, item)), planned)
             if len(planned) >= ITEMS_PER_BATCH:
                 post((self._decide(planned), self.read_bytes))
                 planned = []
         if planned:
             post((self._decide(planned), self.read_bytes))
+
+    def _pull(self, source: Listed, pulled: queue.Queue[object]) -> None:
+        """Thread side: the iterable's items into `pulled`, until it ends or the run stops;
+        never one more `next()` once the run has stopped."""
+        try:
+            for item in source.items:
+                while not self._stopped:
+                    with contextlib.suppress(queue.Full):
+                        pulled.put(item, timeout=0.1)
+                        break
+                if self._stopped:
+                    return
+        except Exception as exc:  # the caller's iterable broke: the list broke off
+            pulled.put(_Raised(exc))
+            return
+        pulled.put(_END)
 
     def _keep(
         self, item: Job | Rejected | Repeat | None, planned: list[Job | Rejected | Repeat]
