@@ -6,6 +6,8 @@ import base64
 import urllib.parse
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import fetch_cli, run_cli, write_list
 from tests.server import Server
 
@@ -72,3 +74,35 @@ def test_header_credentials_stay_on_their_origin_and_unprinted(
         assert ("Authorization" in headers) is (host == "127.0.0.1")
         assert ("Proxy-Authorization" in headers) is (host == "127.0.0.1")
     assert SECRET not in everything_written(tmp_path / "out", proc.stderr)
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_one_kind_of_credentials_per_request(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials in the URL beside --user, -H Authorization or --netrc, and a Location
+    that carries credentials (a hostile server's): one kind goes, the run never crashes
+    (aiohttp's 'Cannot combine AUTH argument...' ended the run before). The URL's own win
+    over --user and .netrc; an Authorization header from -H wins over all."""
+    port = server.port
+    in_url = f"http://url-user:p%C3%A4ss@127.0.0.1:{port}/headers"
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login carol password n3trc\n")
+    monkeypatch.setenv("NETRC", str(netrc))  # the CLI's environment is a copy of ours
+    cases = [
+        ([in_url], ["-u", "cli:pw"], basic_auth("url-user", "päss")),
+        ([in_url], ["-H", "Authorization: Bearer T"], "Bearer T"),
+        ([server.url("/headers")], ["--netrc", "-H", "Authorization: Bearer N"], "Bearer N"),
+        ([server.url("/go?to=" + urllib.parse.quote(f"http://x:y@127.0.0.1:{port}/headers"))],
+         ["-u", "cli:pw"], basic_auth("x", "y")),
+    ]
+    for i, (urls, args, expected) in enumerate(cases):
+        server.reset()
+        (tmp_path / str(i)).mkdir()
+        proc, rows = fetch_cli(tmp_path / str(i), urls, *args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert server.stats.headers[-1].get("Authorization") == expected, args
+        assert "p%C3%A4ss" not in proc.stderr and "päss" not in str(rows)

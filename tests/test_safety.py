@@ -141,6 +141,15 @@ def test_a_link_at_one_of_our_own_files_is_refused_in_one_line(
     assert server.stats.paths == []
 
 
+def test_a_fifo_at_the_manifests_name_is_refused(server: Server, shared: Path) -> None:
+    """A FIFO planted there held the run forever (no reader)."""
+    neighbour(f"d = Path({str(shared / 'out')!r}) / '.bulkfetch'\nd.mkdir(mode=0o777)\n"
+              "os.mkfifo(d / 'manifest.jsonl')")
+    proc = run_cli(str(write_list(shared / "u", [server.url("/bytes/10")])),
+                   "-o", str(shared / "out"), timeout=20)
+    assert proc.returncode == 2 and "not a plain file" in proc.stderr, proc.stderr
+
+
 def test_bulkfetchs_own_folder_as_a_symlink_is_refused(server: Server, shared: Path) -> None:
     elsewhere = shared / "elsewhere"
     neighbour(f"Path({str(elsewhere)!r}).mkdir(mode=0o777)\n"
@@ -194,7 +203,7 @@ def test_secrets_in_argv_are_hidden_from_ps(server: Server, tmp_path: Path) -> N
     stall = server.url("/stall/2?before=1000")
     proc = subprocess.Popen(
         bulkfetch_cmd(str(write_list(tmp_path / "u", [stall])), "-o", str(tmp_path / "out"),
-                      "-u", f"bob:{secret}", "-H", f"X-Token: {secret}",
+                      "-u", f"bob:{secret}", "-H", f"X-Token: {secret}", f"-HX-B:{secret}",
                       f"--user-agent={secret}-is-no-secret", "-w", "2"),
         stderr=subprocess.PIPE, text=True, env=cli_env())
     try:

@@ -11,7 +11,7 @@ import pytest
 import bulkfetch
 from bulkfetch.errors import UsageError
 from bulkfetch.models import Refetch, Timeouts, Tls
-from bulkfetch.settings import build, cli_name
+from bulkfetch.settings import build, cli_name, library_name
 from tests.helpers import run_cli, write_list
 
 # (CLI arguments, library keywords, words both must say). Each was taken silently, hung, or
@@ -102,3 +102,19 @@ def test_good_values_come_through_both_ways() -> None:
                                         "headers": {"X-A": "1"}, "refetch": Refetch.SKIP_EXISTING,
                                         "timeouts": Timeouts(total_s=5.0)})
     assert from_cli == from_library
+
+
+@pytest.mark.parametrize(("given", "secret"), [
+    ({"headers": ["Authorization Bearer TOKEN123"]}, "TOKEN123"),  # a colon forgotten
+    ({"headers": ["X-Token: TOKEN123\x01"]}, "TOKEN123"),
+    ({"headers": "Authorization: Bearer TOKEN123"}, "TOKEN123"),  # one str, not a list
+    ({"proxy": "u:PW123@proxy:8080"}, "PW123"),  # no scheme: no mask would catch it
+    ({"user": "nocolonPW123"}, "PW123"),
+])
+def test_a_refused_value_that_may_be_a_secret_is_not_echoed(
+    given: dict[str, Any], secret: str
+) -> None:
+    for naming in (cli_name, library_name):
+        with pytest.raises(UsageError) as caught:
+            build([], "out", given, naming=naming)
+        assert secret not in str(caught.value), str(caught.value)

@@ -47,6 +47,8 @@ def _hide_secrets() -> None:
             start = 0
         elif text.startswith("--") and text.split("=", 1)[0] in SECRET_OPTIONS and "=" in text:
             start = text.index("=") + 1
+        elif not text.startswith("--") and text[:2] in SECRET_OPTIONS and len(text) > 2:
+            start = 2  # attached: -uUSER:PASSWORD, -HName:value
         if start is not None and len(arg) > start:
             ctypes.memmove(arg_start + offset + start, b"*" * (len(arg) - start),
                            len(arg) - start)

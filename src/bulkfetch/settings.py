@@ -332,7 +332,8 @@ def _proxy(o: Options) -> str | None:
     except (TypeError, ValueError):
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host:
-        raise o.bad("proxy", value, "expected http://[user:password@]host:port")
+        shown = value.rpartition("@")[2]  # never the password, scheme or none
+        raise o.bad("proxy", shown, "expected http://[user:password@]host:port")
     return value
 
 
@@ -343,7 +344,8 @@ def _headers(o: Options) -> tuple[tuple[str, str], ...]:
     if isinstance(value, Mapping):
         value = list(value.items())
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise o.bad("headers", value, "expected 'Name: value' strings or (name, value) pairs")
+        shown = "a str" if isinstance(value, str | bytes) else value  # it may hold a token
+        raise o.bad("headers", shown, "expected 'Name: value' strings or (name, value) pairs")
     items: list[object] = []
     for item in value:
         items += _header_file(o, item) if isinstance(item, str) and item.startswith("@") else [
@@ -363,19 +365,25 @@ def _header_file(o: Options, item: str) -> list[str]:
 
 
 def _header(o: Options, option: str, item: object) -> tuple[str, str]:
+    """One header; an error names it by its first word only: its value may be a token."""
     if isinstance(item, str):
         name, sep, value = item.partition(":")
         if not sep:
-            raise o.bad(option, item, "expected 'Name: value'")
+            raise o.bad(option, _first_word(item), "expected 'Name: value'")
     elif isinstance(item, tuple) and len(item) == 2 and all(isinstance(v, str) for v in item):
         name, value = item
     else:
-        raise o.bad(option, item, "expected 'Name: value' or a (name, value) pair")
+        raise o.bad(option, type(item).__name__, "expected 'Name: value' or a (name, value) pair")
     if _TOKEN.fullmatch(name) is None:
-        raise o.bad(option, item, "expected 'Name: value'")
+        raise o.bad(option, _first_word(name), "expected 'Name: value'")
     if _CONTROL.search(value):
-        raise o.bad(option, item, "a header value cannot hold control characters")
+        raise o.bad(option, f"{name}: …", "a header value cannot hold control characters")
     return name, value.strip()
+
+
+def _first_word(text: str) -> str:
+    word = text.split(None, 1)[0] if text.split() else ""
+    return f"{word[:40]} …" if word != text else word[:40]
 
 
 def _user_agent(o: Options) -> str | None:

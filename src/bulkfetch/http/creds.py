@@ -117,5 +117,5 @@ class Credentials:
         if login is None and url.host:
             login = self.logins.get(url.host)
         if login is not None:
-            options["auth"] = aiohttp.BasicAuth(*login)
+            options["auth"] = aiohttp.BasicAuth(*login, encoding="utf-8")  # as curl sends it
         return options

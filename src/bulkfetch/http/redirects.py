@@ -18,7 +18,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from bulkfetch.http.creds import Credentials
+from bulkfetch.http.creds import Credentials, RequestOptions
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 UNUSABLE = "redirected to an unusable URL"
@@ -88,9 +88,10 @@ class Hops:
             if headers:
                 sent = CIMultiDict(sent)
                 sent.update(headers)
-            options = self._credentials.request_options(hop, at_home=at_home)
+            target, options = _credentials(hop, sent,
+                                           self._credentials.request_options(hop, at_home=at_home))
             async with self._session.get(
-                hop, headers=sent, allow_redirects=False, **options
+                target, headers=sent, allow_redirects=False, **options
             ) as resp:
                 location = resp.headers.get("Location") if resp.status in REDIRECTS else None
                 if location is None:
@@ -98,6 +99,21 @@ class Hops:
                     return
             hop = _follow(hop, location)
         raise TooManyRedirects(f"too many redirects (more than {self._max_redirects}; a loop?)")
+
+
+def _credentials(
+    hop: URL, sent: Mapping[str, str], options: RequestOptions
+) -> tuple[URL, RequestOptions]:
+    """One hop's credentials, one kind only (aiohttp refuses two at once, and raised out of
+    the run): an Authorization header from -H wins; else credentials written in the URL itself
+    (the list's, or a Location's) win over --user and .netrc for that URL."""
+    if "authorization" in (name.lower() for name in sent):
+        options.pop("auth", None)
+        return (hop.with_user(None), options) if hop.raw_user is not None else (hop, options)
+    if hop.raw_user is not None:
+        options["auth"] = aiohttp.BasicAuth(hop.user or "", hop.password or "", "utf-8")
+        return hop.with_user(None), options
+    return hop, options
 
 
 def _follow(base: URL, location: str) -> URL:

@@ -123,8 +123,11 @@ def check_home(out: Path, home: Path) -> None:
     try:
         for name in OWN_FILES:
             with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+                if stat.S_ISLNK(mode):
                     raise NotFollowed(f"'{rel}/{name}' is a symlink; not followed")
+                if not stat.S_ISREG(mode):  # a FIFO there would hold the run forever
+                    raise NotFollowed(f"'{rel}/{name}' is not a plain file; not used")
     finally:
         os.close(fd)
 
@@ -358,8 +361,8 @@ class PendingFile:
         finally:
             os.close(final_fd)
         self._temp = ""
-        if self._partial is not None:
-            with contextlib.suppress(FileNotFoundError):
+        if self._partial is not None:  # published: a failure from here on changes nothing
+            with contextlib.suppress(OSError):
                 os.unlink(self._partial.meta, dir_fd=self._dir_fd)
         self._close_dir()
         return digest
@@ -396,6 +399,9 @@ def _open_partial(partial: Partial, dir_fd: int, digest: hashlib._Hash) -> tuple
     if partial.offset:
         fd = open_plain(partial.part, os.O_RDWR, dir_fd)
         try:
+            if os.fstat(fd).st_size < partial.offset:  # changed since it was found: never pad
+                raise NotFollowed(f"{partial.part!r} is shorter than the bytes it should keep; "
+                                  "not used")
             os.ftruncate(fd, partial.offset)
             position = 0
             while block := os.pread(fd, READ_BYTES, position):
