@@ -23,6 +23,7 @@ SECRET = "Pa55-never-shown"
     # A user name holding "@": the userinfo runs to the last "@" before the path.
     ("http://alice@example.com:S3CRET@h/", "http://alice@example.com:***@h/"),
     ("http://u:a:b@h/", "http://u:***@h/"),  # a ":" in the password
+    ("http://carol:p@ssw0rd@h/", "http://carol:***@h/"),  # an "@" in the password
     ("see 'http://a:1@h/x' and https://b:2@g:8080/y?q=1",
      "see 'http://a:***@h/x' and https://b:***@g:8080/y?q=1"),
     ("proxy http://p:pw@proxy:3128 refused", "proxy http://p:***@proxy:3128 refused"),

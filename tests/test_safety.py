@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -218,3 +219,36 @@ def test_secrets_in_argv_are_hidden_from_ps(server: Server, tmp_path: Path) -> N
     finally:
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_a_dangling_link_at_runs_neither_crashes_nor_leads_out(
+    server: Server, shared: Path
+) -> None:
+    """.bulkfetch/runs/ (where the last manifest is kept) planted as a dangling link: the run
+    goes on (exit 70 before), and nothing is made where the link points."""
+    out, nowhere = shared / "out", shared / "nowhere"
+    neighbour(f"d = Path({str(out)!r}) / '.bulkfetch'\nd.mkdir(mode=0o777)\n"
+              f"(d / 'runs').symlink_to({str(nowhere)!r})")
+    src = write_list(shared / "u", [server.url("/bytes/10")])
+    for _ in range(2):  # the second run has a manifest to keep
+        proc = run_cli(str(src), "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+    assert not nowhere.exists()
+
+
+def test_a_kept_partial_holds_no_password(server: Server, tmp_path: Path) -> None:
+    """A big body cut by SIGTERM is kept for resume: its metadata names the URL masked."""
+    secret = "partial-PW"
+    url = server.url(f"/ranged/kept-pw?size={BIG}&rate={1024 * 1024}").replace(
+        "http://", f"http://eve:{secret}@")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(bulkfetch_cmd(str(write_list(tmp_path / "u", [url])), "-o",
+                                          str(out)), stderr=subprocess.PIPE, env=cli_env())
+    partial = out / ".bulkfetch" / "partial"
+    wait_for(lambda: len(list(partial.glob("*.json"))) == 1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 143
+    kept = b"".join(p.read_bytes() for p in partial.iterdir())
+    assert kept and secret.encode() not in kept and b"eve:***@" in kept

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ import orjson
 
 from bulkfetch.errors import RecordFailed
 from bulkfetch.models import Prior, Result, Validators
+from bulkfetch.store.folder import open_folder
 from bulkfetch.store.state import StateWriter
 from bulkfetch.store.threads import Writers, write_all
 
@@ -135,19 +137,26 @@ def _open(path: Path, keep_in: Path | None) -> BinaryIO:
 
 
 def _keep(path: Path, keep_in: Path) -> None:
-    """Move the last run's manifest to `keep_in` (named by when it was last written), and
-    remove all but the newest RUNS_KEPT there."""
-    try:
-        if path.stat().st_size == 0:
+    """Move the last run's manifest into `keep_in` (named by when it was last written), and
+    remove all but the newest RUNS_KEPT there; by descriptors, never through a link. A runs/
+    that is not a folder of ours (a link, a file) is left alone, and nothing is kept."""
+    with contextlib.suppress(OSError):
+        info = os.stat(path, follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
             return
-        keep_in.mkdir(parents=True, exist_ok=True)
-        if keep_in.is_symlink():  # someone else's link: the manifest is not moved through it
-            return
-        written = path.stat().st_mtime_ns
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(written // 10**9))
-        os.replace(path, keep_in / f"manifest-{stamp}.{written % 10**9:09d}Z.jsonl")
-    except FileNotFoundError:
-        return
-    for old in sorted(keep_in.glob("manifest-*.jsonl"))[:-RUNS_KEPT]:
-        with contextlib.suppress(OSError):
-            old.unlink()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(info.st_mtime_ns // 10**9))
+        home = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            runs = open_folder(home, keep_in.name)
+            try:
+                os.rename(path.name, f"manifest-{stamp}.{info.st_mtime_ns % 10**9:09d}Z.jsonl",
+                          src_dir_fd=home, dst_dir_fd=runs)
+                kept = sorted(n for n in os.listdir(runs)
+                              if n.startswith("manifest-") and n.endswith(".jsonl"))
+                for old in kept[:-RUNS_KEPT]:
+                    with contextlib.suppress(OSError):
+                        os.unlink(old, dir_fd=runs)
+            finally:
+                os.close(runs)
+        finally:
+            os.close(home)
