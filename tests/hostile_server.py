@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import threading
 
+from tests.server import serve_on
+
 BODY = b"hello"
 HUGE = 10**15
 
@@ -57,13 +59,7 @@ class HostileServer:
         self._thread.join(5)
 
     def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._main())
-        left = asyncio.all_tasks(self._loop)
-        for task in left:
-            task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
-        self._loop.close()
+        serve_on(self._loop, self._main())
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()

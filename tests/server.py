@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,18 @@ class Stats:
 STOP_WAIT_S = 5.0
 
 
+def serve_on(loop: asyncio.AbstractEventLoop, main: Coroutine[object, object, None]) -> None:
+    """A test server's thread: `main` on `loop` until it returns; then handlers still
+    stalled are cancelled and seen to their end, and the loop is closed."""
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(main)
+    left = asyncio.all_tasks(loop)
+    for task in left:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+    loop.close()
+
+
 class Server:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.stats = Stats()
@@ -127,14 +140,7 @@ class Server:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._main())
-        # Handlers still stalled after the short shutdown are cancelled, and seen to their end.
-        left = asyncio.all_tasks(self._loop)
-        for task in left:
-            task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
-        self._loop.close()
+        serve_on(self._loop, self._main())
 
     async def _main(self) -> None:
         self._stop_event = asyncio.Event()
