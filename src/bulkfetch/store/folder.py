@@ -59,9 +59,12 @@ class NotFollowed(OSError):
 def open_folder(root_fd: int, rel: str, *, create: bool = True) -> int:
     """A descriptor of the folder `rel` (POSIX, relative) under `root_fd`, each part opened
     from the one before with O_NOFOLLOW and made if missing. The caller closes it."""
-    fd = os.dup(root_fd)
+    parts = [p for p in rel.split("/") if p]
+    if not parts:
+        return os.dup(root_fd)
+    fd = root_fd  # never closed here: the caller's
     try:
-        for part in (p for p in rel.split("/") if p):
+        for part in parts:
             try:
                 inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
@@ -72,11 +75,13 @@ def open_folder(root_fd: int, rel: str, *, create: bool = True) -> int:
                 inner = _open_dir(part, fd, rel)
             except OSError as exc:
                 raise _refused(exc, rel, part) from exc
-            os.close(fd)
+            if fd != root_fd:
+                os.close(fd)
             fd = inner
         return fd
     except BaseException:
-        os.close(fd)
+        if fd != root_fd:
+            os.close(fd)
         raise
 
 
@@ -348,18 +353,21 @@ class PendingFile:
         self.on_disk += sum(len(chunk) for chunk in chunks)
 
     def _commit(self, chunks: list[bytes], expect_sha256: str | None) -> str:
+        in_one_go = self._fd < 0 and self._partial is None  # a small body: made right here
         self._write(chunks, last=True)
         fd, self._fd = self._fd, -1
         os.close(fd)
         digest = self._hash.hexdigest()
         if expect_sha256 is not None and digest != expect_sha256:
             raise ChecksumMismatch(digest, expect_sha256)
-        # The folder is walked again: it may have been swapped for a link since the write.
-        final_fd = self._sink.folder(self._folder)
+        # The folder is walked again: it may have been swapped for a link since the write
+        # (unless the temp file was made in this very step, a moment ago, from a fresh walk).
+        final_fd = self._dir_fd if in_one_go else self._sink.folder(self._folder)
         try:
             os.rename(self._temp, self._leaf, src_dir_fd=self._dir_fd, dst_dir_fd=final_fd)
         finally:
-            os.close(final_fd)
+            if final_fd != self._dir_fd:
+                os.close(final_fd)
         self._temp = ""
         if self._partial is not None:  # published: a failure from here on changes nothing
             with contextlib.suppress(OSError):
