@@ -102,12 +102,12 @@ class Hops:
 
 
 def _credentials(
-    hop: URL, sent: Mapping[str, str], options: RequestOptions
+    hop: URL, sent: CIMultiDict[str], options: RequestOptions
 ) -> tuple[URL, RequestOptions]:
     """One hop's credentials, one kind only (aiohttp refuses two at once, and raised out of
     the run): an Authorization header from -H wins; else credentials written in the URL itself
     (the list's, or a Location's) win over --user and .netrc for that URL."""
-    if "authorization" in (name.lower() for name in sent):
+    if "Authorization" in sent:  # case-insensitive, and no walk over the headers per hop
         options.pop("auth", None)
         return (hop.with_user(None), options) if hop.raw_user is not None else (hop, options)
     if hop.raw_user is not None:
