@@ -6,7 +6,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
+
+# A library logs and leaves the handlers to its caller: nothing reaches stderr unless asked.
+logging.getLogger("bulkfetch").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 __all__ = [
@@ -14,12 +18,14 @@ __all__ = [
     "Interrupted",
     "LockedOut",
     "Options",
+    "RecordFailed",
     "Refetch",
     "Result",
     "Shard",
     "ShardBy",
     "SourceError",
     "Status",
+    "Stream",
     "Summary",
     "Terminated",
     "Timeouts",
@@ -28,6 +34,7 @@ __all__ = [
     "__version__",
     "fetch",
     "fetch_async",
+    "stream",
 ]
 
 if TYPE_CHECKING:
@@ -36,21 +43,24 @@ if TYPE_CHECKING:
         BulkfetchError,
         Interrupted,
         LockedOut,
+        RecordFailed,
         SourceError,
         Terminated,
         UsageError,
     )
     from bulkfetch.models import Refetch, Result, Shard, ShardBy, Status, Summary, Timeouts, Tls
+    from bulkfetch.stream import Stream, stream
 else:
     # `import bulkfetch` stays cheap (the CLI and `__version__` need nothing else): the API
     # and its types are imported on first use. Hidden from type checkers, so that a name
     # that does not exist is an error there, not `Any`.
     _HOMES = {
         "bulkfetch.api": ("Options", "fetch", "fetch_async"),
-        "bulkfetch.errors": ("BulkfetchError", "Interrupted", "LockedOut", "SourceError",
-                             "Terminated", "UsageError"),
+        "bulkfetch.errors": ("BulkfetchError", "Interrupted", "LockedOut", "RecordFailed",
+                             "SourceError", "Terminated", "UsageError"),
         "bulkfetch.models": ("Refetch", "Result", "Shard", "ShardBy", "Status", "Summary",
                              "Timeouts", "Tls"),
+        "bulkfetch.stream": ("Stream", "stream"),
     }
 
     def __getattr__(name: str) -> Any:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import os
 import signal
 import stat
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypedDict, Unpack
 
@@ -28,6 +29,7 @@ from bulkfetch.errors import Interrupted, LockedOut, Terminated, UsageError
 from bulkfetch.http import client, creds, tls
 from bulkfetch.lists.intake import Listed, Source
 from bulkfetch.models import (
+    Job,
     Refetch,
     Result,
     Settings,
@@ -38,13 +40,19 @@ from bulkfetch.models import (
     Tls,
 )
 from bulkfetch.schedule import runner
+from bulkfetch.schedule.runner import StopToken
+from bulkfetch.schedule.scheduler import Room
+from bulkfetch.show import outgoing
 from bulkfetch.show.events import NullObserver, Observer
+from bulkfetch.show.relay import LoopRelay, Relay
 from bulkfetch.store import lock
 from bulkfetch.store.folder import check_home
 from bulkfetch.store.jsonfile import write_json
 from bulkfetch.store.layout import Layout
 
-SourceSpec = str | os.PathLike[str] | Iterable[str | tuple[str, str]]
+Item = str | tuple[str, str]  # a URL, or a (URL, NAME) pair
+SourceSpec = str | os.PathLike[str] | Iterable[Item] | AsyncIterable[Item]
+Sources = list[SourceSpec] | tuple[SourceSpec, ...]
 
 
 class Options(TypedDict, total=False):
@@ -92,17 +100,39 @@ def fetch(
     shard_by: ShardBy = ShardBy.HOST,
     workers: int = 1,
     on_result: Callable[[Result], None] | None = None,
+    stop: StopToken | None = None,
+    handle_signals: bool = False,
     **options: Unpack[Options],
 ) -> Summary:
     """Fetch every URL of `sources` into `out`; returns the run's Summary.
 
-    A source is a list file's path, or an iterable of URLs or (URL, NAME) pairs. `options` are
-    the CLI's, by their Settings names (concurrency, retries, per_host, rate, host_rate,
-    max_bytes, headers, refetch, ...). `on_result` sees each URL's Result as it is decided.
-    From inside a running event loop, use `fetch_async`. Stopped by a signal (on the main
-    thread), it stops cleanly and then raises `errors.Interrupted` (SIGINT: a
-    KeyboardInterrupt) or `errors.Terminated` (SIGTERM, SIGHUP: a SystemExit), the Summary
-    on it as `.summary`.
+    sources: a list of sources, each a list file's path ("-": standard input) or an iterable
+        (or async iterable) of URLs or (URL, NAME) pairs, read as it yields.
+    out: the folder (or an s3:// bucket URL) the files go to.
+    shard, shard_by: this run's part of the lists, (INDEX, COUNT) and by what.
+    workers: processes making the requests (1: all in this one).
+    on_result: called with each URL's Result as it is decided, in order, on a thread of its
+        own (never the event loop); if it raises, the run stops cleanly and `fetch` raises
+        that exception itself.
+    stop: a `threading.Event` (anything with `is_set()`): once set, the run stops as on
+        SIGTERM and `fetch` returns the Summary, `stopped` True.
+    handle_signals: False (the default) leaves the process's signal handlers alone: SIGINT
+        still stops the run cleanly (asyncio's own handling) and then raises `Interrupted`.
+        True: SIGINT, SIGTERM and SIGHUP stop it cleanly, the handlers there before are put
+        back at the first one, and `Interrupted` (a KeyboardInterrupt) or `Terminated` (a
+        SystemExit) is raised with the Summary as `.summary`. Never `os._exit`.
+
+    Options, the CLI's by their names (`--per-host` is per_host): concurrency, retries,
+    backoff_s, timeout, connect_timeout, read_timeout, timeouts, per_host, rate, host_rate,
+    max_redirects, max_bytes, user_agent, cacert, insecure, cert, key, tls, user, netrc,
+    proxy, cookies, headers (a mapping or pairs), skip_existing, force, refetch,
+    host_errors, max_retry_after, window, manifest, state.
+
+    Raises UsageError (a bad option or source, in one line), LockedOut (another run holds
+    `out`), SourceError (a list that cannot be read), RecordFailed (the manifest or the state
+    could not be written), Interrupted / Terminated (a signal), or what `on_result` raised.
+    Retries and notices go to the `bulkfetch` logger. From a running event loop, use
+    `fetch_async`; for the Results as an iterator, `stream`.
     """
     if _loop_running():
         raise UsageError("bulkfetch.fetch() cannot run inside a running event loop: "
@@ -110,12 +140,36 @@ def fetch(
     settings = settings_for(sources, out, shard=shard, shard_by=shard_by, options=options)
     processes = settings_.workers(workers) or 1
     extras = prepare(settings)
-    summary = execute(settings, sources, Quiet(on_result), extras=extras, processes=processes)
+    relay = Relay() if on_result is not None else None
+    reader = relay.serve(on_result) if relay is not None and on_result is not None else None
+    try:
+        summary = execute(
+            settings, sources, Library(relay), extras=extras, processes=processes,
+            signals=runner.Signals.STOP if handle_signals else runner.Signals.LEAVE,
+            stops=stop_tokens(stop, relay), room=relay)
+    finally:
+        if relay is not None and reader is not None:
+            relay.end()
+            reader.join()
+    raise_for(summary, relay)
+    return summary
+
+
+def raise_for(summary: Summary, relay: Relay | None = None) -> None:
+    """What a library call raises after a run that ended early: the reader's own exception,
+    or Interrupted / Terminated after a signal."""
+    if relay is not None and relay.error is not None:
+        relay.error.add_note(f"bulkfetch: the run stopped cleanly; its manifest: "
+                             f"{summary.manifest}")
+        raise relay.error
     if summary.interrupted_by == signal.SIGINT:
         raise Interrupted(summary)
     if summary.interrupted_by is not None:
         raise Terminated(summary)
-    return summary
+
+
+def stop_tokens(*tokens: StopToken | None) -> tuple[StopToken, ...]:
+    return tuple(token for token in tokens if token is not None)
 
 
 def _loop_running() -> bool:
@@ -133,18 +187,44 @@ async def fetch_async(
     shard: tuple[int, int] | Shard | None = None,
     shard_by: ShardBy = ShardBy.HOST,
     on_result: Callable[[Result], None] | None = None,
+    stop: StopToken | None = None,
     **options: Unpack[Options],
 ) -> Summary:
     """`fetch` on the running event loop (one session on it, in this process): for code that
-    already runs asyncio. Cancelling it stops the run cleanly."""
+    already runs asyncio. Cancelling it stops the run cleanly and raises CancelledError.
+    `on_result` runs on a thread of its own, never on the loop; the caller's signals stay
+    the caller's. The options and the errors are `fetch`'s."""
     settings = settings_for(sources, out, shard=shard, shard_by=shard_by, options=options)
+    relay = Relay() if on_result is not None else None
+    reader = relay.serve(on_result) if relay is not None and on_result is not None else None
+    try:
+        summary = await run_async(settings, sources, Library(relay),
+                                  stops=stop_tokens(stop, relay), room=relay)
+    finally:
+        if relay is not None and reader is not None:
+            relay.end()
+            await asyncio.to_thread(reader.join)
+    raise_for(summary, relay)
+    return summary
+
+
+async def run_async(
+    settings: Settings,
+    sources: Sequence[SourceSpec],
+    observer: Observer,
+    *,
+    stops: Sequence[StopToken] = (),
+    room: Room | None = None,
+) -> Summary:
+    """A run on the running loop: prepared, locked and finished as `execute` does."""
     extras = await asyncio.to_thread(prepare, settings)  # reads certificate files, makes folders
     layout = Layout.of(settings.out, settings.shard)
     with contextlib.ExitStack() as stack:
         # On a thread: with a bucket, these fetch and put the state over a loop of their own.
         opened = await asyncio.to_thread(_open_all, sources, settings, stack, layout)
         try:
-            summary = await runner.run_async(settings, opened, Quiet(on_result), extras=extras)
+            summary = await runner.run_async(settings, opened, observer, extras=extras,
+                                             stops=stops, room=room)
         except BaseException:
             await asyncio.to_thread(_put_back, settings, layout, quietly=True)
             raise
@@ -208,6 +288,9 @@ def execute(
     extras: client.Extras,
     processes: int = 1,
     companion: runner.Companion | None = None,
+    signals: runner.Signals = runner.Signals.LEAVE,
+    stops: Sequence[StopToken] = (),
+    room: Room | None = None,
 ) -> Summary:
     """Open the sources, take the lock on --out (on this shard), run, and mark a shard done."""
     layout = Layout.of(settings.out, settings.shard)
@@ -215,7 +298,8 @@ def execute(
         opened = _open_all(sources, settings, stack, layout)
         try:
             summary = runner.run(settings, opened, observer, companion=companion,
-                                 extras=extras, processes=processes)
+                                 extras=extras, processes=processes, signals=signals,
+                                 stops=stops, room=room)
         except BaseException:
             _put_back(settings, layout, quietly=True)
             raise
@@ -249,7 +333,7 @@ def _open_all(
 def _finish(settings: Settings, layout: Layout, summary: Summary) -> None:
     """A shard's done marker; with the state in the bucket, the state, the manifest and the
     marker put there, even after a signal."""
-    if settings.shard is not None and summary.interrupted_by is None:
+    if settings.shard is not None and not summary.ended_early:
         mark_done(layout.done, settings.shard, summary)
     _put_back(settings, layout)
 
@@ -292,12 +376,38 @@ def _open(spec: SourceSpec, name: str, stack: contextlib.ExitStack) -> Source | 
     return Source(name=name, fd=fd)
 
 
-class Quiet(NullObserver):
-    """The observer of a library call: nothing shown; each Result to `on_result`, if given."""
+log = logging.getLogger("bulkfetch")
 
-    def __init__(self, on_result: Callable[[Result], None] | None = None) -> None:
-        self._on_result = on_result
+
+class Library(NullObserver):
+    """The observer of a library call: nothing printed; notices to the `bulkfetch` logger
+    (WARNING), each attempt and verdict at DEBUG; each Result to the relay, if any."""
+
+    def __init__(self, relay: Relay | LoopRelay | None = None) -> None:
+        self._relay = relay
+
+    def started(self, job: Job, attempt: int) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("attempt %d: %s", attempt, outgoing.line(job.url))
+
+    def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("attempt %d failed (%s), again in %.1f s: %s", attempt,
+                      outgoing.line(error), delay_s, outgoing.line(job.url))
 
     def finished(self, result: Result) -> None:
-        if self._on_result is not None:
-            self._on_result(result)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %s%s", result.status, outgoing.line(result.url),
+                      f" ({outgoing.line(result.error)})" if result.error else "")
+        if self._relay is not None:
+            self._relay.put(result)
+
+    def notice(self, message: str) -> None:
+        log.warning("%s", outgoing.line(message))
+
+    def host_paused(self, host: str, seconds: float) -> None:
+        log.info("%s asked for a break: nothing starts on it for %.0f s",
+                 outgoing.line(host), seconds)
+
+    def worker_lost(self, pid: int, requeued: int) -> None:
+        log.warning("worker process %d died; its %d attempts go to the others", pid, requeued)

@@ -26,6 +26,7 @@ from bulkfetch.errors import (
     UsageError,
 )
 from bulkfetch.models import Settings, ShardBy, Summary
+from bulkfetch.schedule import runner
 from bulkfetch.schedule import workers as workers_
 from bulkfetch.settings import cli_name
 from bulkfetch.show import outgoing
@@ -268,7 +269,8 @@ def fetch(
     if "-" in settings.sources and sys.stdin.isatty():
         display.say("reading URLs from standard input (one a line; end with Ctrl-D)")
     summary = api.execute(settings, settings.sources, display, extras=extras,
-                          processes=processes, companion=display.run)
+                          processes=processes, companion=display.run,
+                          signals=runner.Signals.STOP_THEN_EXIT)
     if summary.total == 0 and summary.interrupted_by is None:
         display.say("no URLs in the lists (only blank lines and comments, or empty)")
     display.show_summary(summary, _manifest_shown(settings))

@@ -250,6 +250,13 @@ class Summary:
     received: int = 0  # body bytes that came over the wire in this run
     interrupted: int = 0  # URLs cut off by the signal (a manifest line each)
     kept_for_resume: int = 0  # bytes in .bulkfetch/partial/ after an interruption
+    stopped: bool = False  # ended early by the caller's `stop` (or its callback's error)
+    manifest: str | None = None  # the run's manifest (a local path)
+
+    @property
+    def ended_early(self) -> bool:
+        """A signal or the caller stopped the run: the lists were not all fetched."""
+        return self.interrupted_by is not None or self.stopped
 
     @property
     def total(self) -> int:

@@ -10,6 +10,7 @@ Parsing and planning happen on that thread too, so the event loop only receives 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import os
@@ -18,7 +19,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bulkfetch.errors import RecordFailed, SourceError
@@ -54,7 +55,7 @@ class Listed:
     split into lines, so a URL holding a line break is one bad URL, never two entries."""
 
     name: str
-    items: Iterable[str | tuple[str, str]]
+    items: Iterable[str | tuple[str, str]] | AsyncIterable[str | tuple[str, str]]
 
 
 def _total_bytes(sources: Sequence[Source | Listed]) -> int:
@@ -117,10 +118,12 @@ class Intake:
         self.total_bytes = _total_bytes(sources)  # 0 when a source is a pipe or a terminal
         self._room = threading.Semaphore(BATCHES_AHEAD)
         self._stopped = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pulls: list[concurrent.futures.Future[None]] = []  # async iterables' pulls
 
     async def batches(self) -> AsyncIterator[tuple[list[Planned], int]]:
         """Batches, each with how many bytes of the lists had been read when it was made."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[tuple[list[Planned], int] | BaseException | None] = asyncio.Queue()
 
         def post(item: tuple[list[Planned], int] | BaseException | None) -> None:
@@ -145,6 +148,8 @@ class Intake:
         finally:
             self._stopped = True
             self._room.release()
+            for pull in self._pulls:  # an async iterable waiting for its next item
+                pull.cancel()
 
     def _decide(self, items: list[Job | Rejected | Repeat]) -> list[Planned]:
         self.listed += sum(1 for item in items if not isinstance(item, Repeat))
@@ -197,8 +202,13 @@ class Intake:
         """A Python iterable, pulled on a thread of its own (`_pull`), so that an item goes
         out within ITEM_WAIT_S of being yielded however slowly the next one comes."""
         pulled: queue.Queue[object] = queue.Queue(maxsize=ITEMS_PER_BATCH)
-        threading.Thread(target=self._pull, args=(source, pulled), daemon=True,
-                         name="bulkfetch-iterable").start()
+        if isinstance(source.items, AsyncIterable):
+            assert self._loop is not None
+            self._pulls.append(asyncio.run_coroutine_threadsafe(
+                self._pull_async(source.items, pulled), self._loop))
+        else:
+            threading.Thread(target=self._pull, args=(source.items, pulled), daemon=True,
+                             name="bulkfetch-iterable").start()
         planned: list[Job | Rejected | Repeat] = []
         lineno, first = 0, 0.0
         while True:
@@ -226,21 +236,48 @@ class Intake:
         if planned:
             post((self._decide(planned), self.read_bytes))
 
-    def _pull(self, source: Listed, pulled: queue.Queue[object]) -> None:
+    def _pull(self, items: Iterable[object], pulled: queue.Queue[object]) -> None:
         """Thread side: the iterable's items into `pulled`, until it ends or the run stops;
-        never one more `next()` once the run has stopped."""
+        never one more `next()` once the run has stopped. (A `next()` under way then cannot
+        be interrupted: this daemon thread ends when it returns, and takes nothing more.)"""
         try:
-            for item in source.items:
-                while not self._stopped:
-                    with contextlib.suppress(queue.Full):
-                        pulled.put(item, timeout=0.1)
-                        break
-                if self._stopped:
+            for item in items:
+                if not self._hand_over(item, pulled):
                     return
         except Exception as exc:  # the caller's iterable broke: the list broke off
-            pulled.put(_Raised(exc))
+            self._hand_over(_Raised(exc), pulled)
             return
-        pulled.put(_END)
+        self._hand_over(_END, pulled)
+
+    def _hand_over(self, item: object, pulled: queue.Queue[object]) -> bool:
+        while not self._stopped:
+            with contextlib.suppress(queue.Full):
+                pulled.put(item, timeout=0.1)
+                return True
+        return False
+
+    async def _pull_async(self, items: AsyncIterable[object],
+                          pulled: queue.Queue[object]) -> None:
+        """Loop side: an async iterable's items into `pulled`, on the run's loop (where the
+        caller's iterable lives); cancelled when the run stops."""
+        try:
+            async for item in items:
+                if not await self._hand_over_async(item, pulled):
+                    return
+        except Exception as exc:  # the caller's iterable broke: the list broke off
+            await self._hand_over_async(_Raised(exc), pulled)
+            return
+        await self._hand_over_async(_END, pulled)
+
+    async def _hand_over_async(self, item: object, pulled: queue.Queue[object]) -> bool:
+        while not self._stopped:
+            try:
+                pulled.put_nowait(item)
+            except queue.Full:  # the reader thread is behind: a poll, it is another thread
+                await asyncio.sleep(ITEM_WAIT_S)
+            else:
+                return True
+        return False
 
     def _keep(
         self, item: Job | Rejected | Repeat | None, planned: list[Job | Rejected | Repeat]

@@ -45,6 +45,17 @@ class Executor(Protocol):
         """Make the ticket's next attempt; report through the scheduler's `ended` and `settle`."""
 
 
+class Room(Protocol):
+    """The reader of the Results (a callback's thread, a stream's consumer): while it lags,
+    no attempt starts; what is already under way finishes."""
+
+    def full(self) -> bool:
+        """The reader lags too far behind."""
+
+    async def wait(self) -> None:
+        """Returns once it has caught up (or left)."""
+
+
 def window_for(concurrency: int, asked: int = 0) -> int:
     return asked or max(WINDOW_MIN, WINDOW_PER_SLOT * concurrency)
 
@@ -60,6 +71,7 @@ class Scheduler:
         window: int,
         host_errors: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        room: Room | None = None,
     ) -> None:
         self._frontier = frontier
         self._policy = policy
@@ -79,6 +91,7 @@ class Scheduler:
         self._cut: dict[int, tuple[int | None, int]] = {}  # their last attempt: status, bytes
         self._intake: Intake | None = None
         self._told_total = False
+        self._room = room
 
     async def run(self, intake: Intake, executor: Executor) -> BulkfetchError | None:
         """Until every entry of the lists has its Result. A list that breaks off ends the
@@ -178,6 +191,8 @@ class Scheduler:
     async def _dispatch(self, executor: Executor) -> None:
         frontier = self._frontier
         while True:
+            if self._room is not None and self._room.full():
+                await self._room.wait()  # the reader of the Results lags: nothing new starts
             now = self._clock()
             if executor.room() and (ticket := frontier.take(now)) is not None:
                 self._start(ticket, executor, now)

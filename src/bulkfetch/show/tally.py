@@ -21,7 +21,8 @@ class Tally:
             self.bytes += size
 
     def summary(self, *, elapsed_s: float, interrupted_by: int | None,
-                kept_for_resume: int = 0) -> Summary:
+                kept_for_resume: int = 0, stopped: bool = False,
+                manifest: str | None = None) -> Summary:
         return Summary(
             ok=self.counts[Status.OK],
             failed=self.counts[Status.FAILED],
@@ -33,4 +34,6 @@ class Tally:
             received=self.received,
             interrupted=self.counts[Status.INTERRUPTED],
             kept_for_resume=kept_for_resume,
+            stopped=stopped,
+            manifest=manifest,
         )

@@ -1,0 +1,124 @@
+"""A run's Results as an iterator: `for` in plain code, `async for` on a running loop.
+
+    for result in bulkfetch.stream(["urls.txt"], "out/", concurrency=50):
+        print(result.status, result.url)
+
+    async for result in bulkfetch.stream(sources, "out/"):
+        await index(result)
+
+The run goes at the reader's pace: while the reader lags LAG Results behind, no new URL is
+taken in (what is under way finishes). Leaving the loop early (`break`, an exception, a
+cancel) stops the run cleanly, as SIGTERM would: interrupted lines for what had begun, the
+manifest and the state flushed, the lock released, before the loop is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Unpack
+
+from bulkfetch import api
+from bulkfetch.errors import UsageError
+from bulkfetch.models import Result, Settings, Shard, ShardBy, Summary
+from bulkfetch.schedule.runner import StopToken
+from bulkfetch.show.relay import LoopRelay, Relay
+
+
+def stream(
+    sources: list[api.SourceSpec] | tuple[api.SourceSpec, ...],
+    out: str | os.PathLike[str],
+    *,
+    shard: tuple[int, int] | Shard | None = None,
+    shard_by: ShardBy = ShardBy.HOST,
+    stop: StopToken | None = None,
+    **options: Unpack[api.Options],
+) -> Stream:
+    """The Results of a run over `sources` into `out`, as they are decided. The arguments,
+    the options and the errors are `fetch`'s (checked here, at the call); the run starts
+    when the iteration does, and the Summary is `.summary` once it is over."""
+    settings = api.settings_for(sources, out, shard=shard, shard_by=shard_by, options=options)
+    return Stream(settings, sources, stop)
+
+
+class Stream:
+    """Iterate once: with `for` (the run on a thread of its own, with its own loop) or with
+    `async for` (the run a task on the running loop)."""
+
+    def __init__(self, settings: Settings, sources: api.Sources, stop: StopToken | None,
+    ) -> None:
+        self._settings = settings
+        self._sources = sources
+        self._stop = stop
+        self._begun = False
+        self.summary: Summary | None = None  # once the iteration is over
+
+    def _begin(self) -> None:
+        if self._begun:
+            raise UsageError("a bulkfetch.stream is iterated once")
+        self._begun = True
+
+    def __iter__(self) -> Iterator[Result]:
+        self._begin()
+        relay = Relay()
+        ran: list[Summary | BaseException] = []
+        thread = threading.Thread(target=self._run, args=(relay, ran), daemon=True,
+                                  name="bulkfetch-stream")
+        thread.start()
+        try:
+            while (result := relay.get()) is not None:
+                yield result
+        finally:
+            relay.leave()  # nothing, when the run is over; else it stops, cleanly
+            thread.join()
+            self.summary = _summary(ran[0])
+        _raise(ran[0])
+
+    def _run(self, relay: Relay, ran: list[Summary | BaseException]) -> None:
+        try:
+            extras = api.prepare(self._settings)
+            ran.append(api.execute(
+                self._settings, self._sources, api.Library(relay), extras=extras,
+                stops=api.stop_tokens(self._stop, relay), room=relay))
+        except BaseException as exc:  # raised on the reader's thread
+            ran.append(exc)
+        finally:
+            relay.end()
+
+    def __aiter__(self) -> AsyncIterator[Result]:
+        self._begin()
+        return self._results()
+
+    async def _results(self) -> AsyncIterator[Result]:
+        relay = LoopRelay()
+        left = threading.Event()  # the reader left early: the run stops, as on SIGTERM
+        task = asyncio.create_task(self._run_async(relay, left))
+        try:
+            while (result := await relay.get()) is not None:
+                yield result
+        finally:
+            left.set()
+            await asyncio.wait([task])  # on a cancel too: the stop takes a moment
+            self.summary = None if task.cancelled() else _summary(task.exception()
+                                                                  or task.result())
+        _raise(task.exception() or task.result())
+
+    async def _run_async(self, relay: LoopRelay, left: threading.Event) -> Summary:
+        try:
+            return await api.run_async(self._settings, self._sources, api.Library(relay),
+                                       stops=api.stop_tokens(self._stop, left), room=relay)
+        finally:
+            relay.end()
+
+
+def _summary(outcome: Summary | BaseException) -> Summary | None:
+    return outcome if isinstance(outcome, Summary) else None
+
+
+def _raise(outcome: Summary | BaseException) -> None:
+    """What the run raised; after a signal, what `fetch` raises."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    api.raise_for(outcome)
