@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +15,7 @@ import pytest
 import bulkfetch
 from bulkfetch.errors import LockedOut, UsageError
 from bulkfetch.store.lock import hold
-from tests.helpers import MANIFEST, assert_tidy, cli_env, read_manifest, wait_for, write_list
+from tests.helpers import MANIFEST, assert_tidy, read_manifest, write_list
 from tests.server import Server, body
 
 
@@ -74,43 +71,6 @@ def test_an_unknown_option_is_one_clear_error(tmp_path: Path) -> None:
 def test_the_lock_holds_for_the_library_too(tmp_path: Path) -> None:
     with hold(tmp_path / ".bulkfetch" / "lock"), pytest.raises(LockedOut):
         bulkfetch.fetch([["http://127.0.0.1:9/"]], tmp_path)
-
-
-SCRIPT = """
-import signal, sys, bulkfetch
-from bulkfetch.errors import Interrupted, Terminated
-handler = lambda signum, frame: None
-signal.signal(signal.SIGTERM, handler)  # the host's own handler: put back after the call
-print("start", flush=True)
-try:
-    bulkfetch.fetch([[{url!r}]], {out!r})
-except Interrupted as exc:
-    print("interrupted", exc.summary.interrupted, isinstance(exc, KeyboardInterrupt))
-except Terminated as exc:
-    print("terminated", exc.summary.interrupted, exc.code)
-print("handler kept", signal.getsignal(signal.SIGTERM) is handler)
-"""
-
-
-@pytest.mark.parametrize(("signum", "said"), [
-    (signal.SIGINT, "interrupted 1 True"), (signal.SIGTERM, "terminated 1 143"),
-])
-def test_a_signal_raises_from_fetch_after_the_clean_stop(
-    server: Server, tmp_path: Path, signum: signal.Signals, said: str
-) -> None:
-    """A script's Ctrl-C is not swallowed: fetch() stops cleanly, then raises what the script
-    cannot ignore by accident, with the Summary; the host's own handlers are put back."""
-    url = server.url("/stall/30?before=1000")
-    code = SCRIPT.format(url=url, out=str(tmp_path / "out"))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env=cli_env())
-    assert proc.stdout is not None and proc.stdout.readline() == "start\n"
-    wait_for(lambda: server.stats.count("/stall/30") == 1)
-    proc.send_signal(signum)
-    out, _ = proc.communicate(timeout=20)
-    assert out.splitlines() == [said, "handler kept True"]
-    rows = read_manifest(tmp_path / "out" / MANIFEST)
-    assert [row["status"] for row in rows.values()] == ["interrupted"]
 
 
 def test_an_iterable_streams_as_it_yields(server: Server, tmp_path: Path) -> None:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 GOOD = '''
 import asyncio
+import threading
+from collections.abc import AsyncIterator
+
 import bulkfetch
 from bulkfetch import Status, Summary, Timeouts, UsageError
 
@@ -26,6 +29,24 @@ def run() -> Summary:
 async def later() -> bool:
     summary = await bulkfetch.fetch_async(("urls.txt",), "out/", shard=(0, 4))
     return summary.ok > 0 and Status.OK.value == "ok"
+
+
+async def urls() -> AsyncIterator[str]:
+    yield "https://example.com/a"
+
+
+async def streamed() -> list[str]:
+    results = bulkfetch.stream([urls()], "out/", per_host=2)
+    seen = [result.url async for result in results]
+    return seen if results.summary is None else [*seen, str(results.summary.manifest)]
+
+
+def stoppable(stop: threading.Event) -> bool:
+    for result in bulkfetch.stream(["urls.txt"], "out/", stop=stop):
+        if result.status is Status.FAILED:
+            break
+    summary = bulkfetch.fetch(["urls.txt"], "out/", stop=stop, handle_signals=True)
+    return summary.stopped
 '''
 
 BAD = '''
@@ -33,6 +54,8 @@ import bulkfetch
 
 bulkfetch.Nonexistent
 bulkfetch.fetch("urls.txt", "out/")
+bulkfetch.stream("urls.txt", "out/")
+bulkfetch.fetch(["urls.txt"], "out/", handle_signals="yes")
 '''
 
 
@@ -54,3 +77,5 @@ def test_what_is_not_there_is_an_error_before_it_runs(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert 'Module has no attribute "Nonexistent"' in proc.stdout
     assert 'Argument 1 to "fetch" has incompatible type "str"' in proc.stdout
+    assert 'Argument 1 to "stream" has incompatible type "str"' in proc.stdout
+    assert 'Argument "handle_signals" to "fetch" has incompatible type "str"' in proc.stdout

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from bulkfetch.models import Refetch, Result, Shard, ShardBy, Status, Summary, Timeouts, Tls
-    from bulkfetch.stream import Stream, stream
+    from bulkfetch.streams import Stream, stream
 else:
     # `import bulkfetch` stays cheap (the CLI and `__version__` need nothing else): the API
     # and its types are imported on first use. Hidden from type checkers, so that a name
@@ -60,7 +60,7 @@ else:
                              "SourceError", "Terminated", "UsageError"),
         "bulkfetch.models": ("Refetch", "Result", "Shard", "ShardBy", "Status", "Summary",
                              "Timeouts", "Tls"),
-        "bulkfetch.stream": ("Stream", "stream"),
+        "bulkfetch.streams": ("Stream", "stream"),
     }
 
     def __getattr__(name: str) -> Any:

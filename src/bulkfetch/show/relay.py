@@ -43,10 +43,12 @@ class Relay:
         self._queue.put(result)
 
     def full(self) -> bool:
-        return self._queue.qsize() >= self._lag and not self._left.is_set()
+        """The reader lags `lag` Results behind, or has left (then nothing more starts: the
+        run is being stopped)."""
+        return self._left.is_set() or self._queue.qsize() >= self._lag
 
     async def wait(self) -> None:
-        """Returns once the reader is within `lag` Results of the run (or has left)."""
+        """Returns once the reader is within `lag` Results of the run."""
         # A poll: the reader is on another thread, and the loop may be gone when it reads.
         while self.full():  # noqa: ASYNC110
             await asyncio.sleep(LAG_POLL_S)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Unpack
 
 from bulkfetch import api
@@ -45,7 +46,9 @@ def stream(
 
 class Stream:
     """Iterate once: with `for` (the run on a thread of its own, with its own loop) or with
-    `async for` (the run a task on the running loop)."""
+    `async for` (the run a task on the running loop). To leave an `async for` early, hold
+    the stream in `async with`: its end waits for the clean stop (Python closes an async
+    generator left by `break` only later, when the loop gets to it)."""
 
     def __init__(self, settings: Settings, sources: api.Sources, stop: StopToken | None,
     ) -> None:
@@ -53,6 +56,9 @@ class Stream:
         self._sources = sources
         self._stop = stop
         self._begun = False
+        # Weakly: a `for` left by `break` drops the last reference, and that closes it at once.
+        self._sync: weakref.ref[Generator[Result]] | None = None
+        self._async: AsyncGenerator[Result] | None = None
         self.summary: Summary | None = None  # once the iteration is over
 
     def _begin(self) -> None:
@@ -62,6 +68,25 @@ class Stream:
 
     def __iter__(self) -> Iterator[Result]:
         self._begin()
+        results = self._results_sync()
+        self._sync = weakref.ref(results)
+        return results
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._sync is not None and (results := self._sync()) is not None:
+            results.close()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+
+    def _results_sync(self) -> Generator[Result]:
         relay = Relay()
         ran: list[Summary | BaseException] = []
         thread = threading.Thread(target=self._run, args=(relay, ran), daemon=True,
@@ -89,9 +114,10 @@ class Stream:
 
     def __aiter__(self) -> AsyncIterator[Result]:
         self._begin()
-        return self._results()
+        self._async = self._results()
+        return self._async
 
-    async def _results(self) -> AsyncIterator[Result]:
+    async def _results(self) -> AsyncGenerator[Result]:
         relay = LoopRelay()
         left = threading.Event()  # the reader left early: the run stops, as on SIGTERM
         task = asyncio.create_task(self._run_async(relay, left))
