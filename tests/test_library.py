@@ -138,16 +138,23 @@ def test_a_thread_stops_its_run_with_an_event(server: Server, tmp_path: Path) ->
     assert bulkfetch.fetch([urls[:1]], tmp_path / "out").not_modified + 1  # not locked out
 
 
+@pytest.mark.parametrize("call", ["fetch", "fetch_async"])
 def test_a_callback_that_raises_ends_the_run_with_its_own_exception(
-    server: Server, tmp_path: Path
+    server: Server, tmp_path: Path, call: str
 ) -> None:
+    """Not an ExceptionGroup, not a RuntimeError from a TaskGroup: the caller's own error,
+    after a clean stop."""
     urls = [server.url(f"/bytes/{n}?delay=0.02") for n in range(1, 200)]
 
     def broken(result: bulkfetch.Result) -> None:
         raise CallbackBroke(result.url)
 
     with pytest.raises(CallbackBroke) as caught:
-        bulkfetch.fetch([urls], tmp_path / "out", concurrency=4, on_result=broken)
+        if call == "fetch":
+            bulkfetch.fetch([urls], tmp_path / "out", concurrency=4, on_result=broken)
+        else:
+            asyncio.run(bulkfetch.fetch_async([urls], tmp_path / "out", concurrency=4,
+                                              on_result=broken))
     assert any("stopped cleanly" in note for note in caught.value.__notes__)
     rows = read_manifest(tmp_path / "out" / MANIFEST)
     assert 0 < len(rows) < len(urls)  # it stopped early, and said what became of each begun

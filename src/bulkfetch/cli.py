@@ -326,8 +326,10 @@ def _check_summary_json(path: Path) -> None:
 
 def _write_summary_json(path: Path, summary: Summary, settings: Settings, code: int) -> None:
     seconds = max(summary.elapsed_s, 1e-9)
+    fields = dataclasses.asdict(summary)
+    del fields["stopped"]  # the library's stop token: never in a CLI run
     data = {
-        **dataclasses.asdict(summary),
+        **fields,
         "total": summary.total,
         "files_per_s": round(summary.total / seconds, 3),
         "bytes_per_s": round(summary.received / seconds, 3),
