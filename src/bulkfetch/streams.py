@@ -119,22 +119,21 @@ class Stream:
 
     async def _results(self) -> AsyncGenerator[Result]:
         relay = LoopRelay()
-        left = threading.Event()  # the reader left early: the run stops, as on SIGTERM
-        task = asyncio.create_task(self._run_async(relay, left))
+        task = asyncio.create_task(self._run_async(relay))
         try:
             while (result := await relay.get()) is not None:
                 yield result
         finally:
-            left.set()
+            relay.leave()  # nothing, when the run is over; else it stops, cleanly
             await asyncio.wait([task])  # on a cancel too: the stop takes a moment
             self.summary = None if task.cancelled() else _summary(task.exception()
                                                                   or task.result())
         _raise(task.exception() or task.result())
 
-    async def _run_async(self, relay: LoopRelay, left: threading.Event) -> Summary:
+    async def _run_async(self, relay: LoopRelay) -> Summary:
         try:
             return await api.run_async(self._settings, self._sources, api.Library(relay),
-                                       stops=api.stop_tokens(self._stop, left), room=relay)
+                                       stops=api.stop_tokens(self._stop, relay), room=relay)
         finally:
             relay.end()
 

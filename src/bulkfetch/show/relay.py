@@ -98,12 +98,20 @@ class LoopRelay:
         self._queue: asyncio.Queue[Result | _End] = asyncio.Queue()
         self._lag = lag or LAG
         self._room = asyncio.Event()
+        self._left = False
 
     def put(self, result: Result) -> None:
         self._queue.put_nowait(result)
 
     def full(self) -> bool:
-        return self._queue.qsize() >= self._lag
+        return self._left or self._queue.qsize() >= self._lag
+
+    def is_set(self) -> bool:
+        """The stop token: the reader has left."""
+        return self._left
+
+    def leave(self) -> None:
+        self._left = True
 
     async def wait(self) -> None:
         while self.full():
