@@ -1,6 +1,7 @@
 # bulkfetch as a one-shot job:
 #   docker build -t bulkfetch .
-#   docker run --rm -v "$PWD:/data" bulkfetch urls.txt -o out/
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/data" bulkfetch urls.txt -o out/
+#   (--user: the files in out/ are yours, not uid 10001's)
 #   docker build --build-arg EXTRAS=s3 -t bulkfetch:s3 .     # with --out s3://BUCKET/PREFIX
 # `docker stop` sends SIGTERM: bulkfetch stops in-flight work, flushes the manifest and the
 # state, and exits 143 well inside the default 10 s grace period.

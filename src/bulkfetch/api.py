@@ -139,7 +139,7 @@ def fetch(
                          "use `await bulkfetch.fetch_async(...)` there")
     settings = settings_for(sources, out, shard=shard, shard_by=shard_by, options=options)
     processes = settings_.workers(workers) or 1
-    extras = prepare(settings)
+    extras = prepare(settings, sources)
     relay = Relay() if on_result is not None else None
     reader = relay.serve(on_result) if relay is not None and on_result is not None else None
     try:
@@ -217,7 +217,8 @@ async def run_async(
     room: Room | None = None,
 ) -> Summary:
     """A run on the running loop: prepared, locked and finished as `execute` does."""
-    extras = await asyncio.to_thread(prepare, settings)  # reads certificate files, makes folders
+    # Reads certificate files, makes folders.
+    extras = await asyncio.to_thread(prepare, settings, sources)
     layout = Layout.of(settings.out, settings.shard)
     with contextlib.ExitStack() as stack:
         # On a thread: with a bucket, these fetch and put the state over a loop of their own.
@@ -246,9 +247,13 @@ def settings_for(
     return settings_.build(names, out, {**options, "shard": shard, "shard_by": shard_by})
 
 
-def prepare(settings: Settings) -> client.Extras:
-    """Everything checked and read before any request: TLS files, proxies, netrc, cookies,
-    --out and the manifest. Raises a UsageError (or SettingsError) in one line."""
+def prepare(settings: Settings, sources: Sequence[SourceSpec]) -> client.Extras:
+    """Everything checked and read before any request: the lists, TLS files, proxies, netrc,
+    cookies, --out and the manifest. Raises a UsageError (or SettingsError) in one line;
+    then nothing has been made (no folder, no manifest)."""
+    for spec in sources:
+        if isinstance(spec, str | os.PathLike):
+            _check_source(os.fspath(spec))
     ssl_context = tls.context(settings.tls)
     credentials = creds.Credentials(
         proxies=creds.Proxies.from_env(settings.proxy),
@@ -361,19 +366,37 @@ def mark_done(path: Path, shard: Shard, summary: Summary) -> None:
     write_json(path, data)
 
 
+def is_url(spec: str) -> bool:
+    """A SOURCE that is an http(s) URL, and no file of that name: fetched itself."""
+    return spec[:8].lower().startswith(("http://", "https://")) and not os.path.lexists(spec)
+
+
 def _open(spec: SourceSpec, name: str, stack: contextlib.ExitStack) -> Source | Listed:
     if not isinstance(spec, str | os.PathLike):
         return Listed(name=name, items=spec)
+    if isinstance(spec, str) and is_url(spec):
+        return Listed(name="argument", items=(spec,))
     if name == "-":
         return Source(name="-", fd=sys.stdin.fileno())
+    fd = _open_list(name)
+    stack.callback(os.close, fd)
+    return Source(name=name, fd=fd)
+
+
+def _check_source(name: str) -> None:
+    if name != "-" and not is_url(name):
+        os.close(_open_list(name))
+
+
+def _open_list(name: str) -> int:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise UsageError(f"{name!r}: cannot read: {exc.strerror or exc}") from exc
-    stack.callback(os.close, fd)
     if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
         raise UsageError(f"{name!r}: cannot read: Is a directory")
-    return Source(name=name, fd=fd)
+    return fd
 
 
 log = logging.getLogger("bulkfetch")

@@ -5,13 +5,16 @@ typer lives only here. Nothing below this module and `progress` prints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import typer
 
 from bulkfetch import __version__, api
@@ -32,6 +35,7 @@ from bulkfetch.settings import cli_name
 from bulkfetch.show import outgoing
 from bulkfetch.show.display import Display
 from bulkfetch.store import report as report_
+from bulkfetch.store import verify as verify_
 from bulkfetch.store.jsonfile import check_writable, write_json
 from bulkfetch.store.layout import STATE_DIR, Layout
 
@@ -57,10 +61,12 @@ another run; 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP; 70 a bug.
 
 \b
 Examples:
+  bulkfetch https://example.com/a.iso -o data/
   bulkfetch urls.txt -o data/ -c 100
   bulkfetch lists/*.txt -o data/ --per-host 4 --summary-json run.json
   zcat urls.txt.gz | bulkfetch - -o data/ --shard auto --shard-count 8
-  bulkfetch report data/    (one summary of a sharded run's shards)"""
+  bulkfetch report data/    (a run's summary, by host; all shards' together)
+  bulkfetch verify data/    (every saved file hashed again and compared)"""
 
 
 def _version(value: bool) -> None:
@@ -82,7 +88,11 @@ class _Usage(typer.core.TyperCommand):
 @app.command(epilog=EPILOG, cls=_Usage)
 def fetch(
     sources: Annotated[list[str], typer.Argument(
-        metavar="SOURCE...", help="URL-list files, or - for standard input.",
+        metavar="SOURCE...",
+        help="URL-list files, - for standard input, or http(s) URLs to fetch themselves. A "
+             "file of a URL's exact name is read as a list; ./NAME is always a file; give a "
+             "URL on standard input (echo URL | bulkfetch -) to fetch it although such a "
+             "file exists.",
         show_default=False,
     )],
     version: Annotated[bool, typer.Option(
@@ -262,7 +272,7 @@ def fetch(
     shown = settings_.display(looks, is_terminal=sys.stderr.isatty())
     summary_to = settings_.summary_json(summary_json)
     processes = workers_.choose(settings_.workers(workers, naming=cli_name), settings)
-    extras = api.prepare(settings)
+    extras = api.prepare(settings, settings.sources)
     if summary_to is not None:
         _check_summary_json(summary_to)
     display = Display(shown, limit=settings.concurrency, stream=sys.stderr)
@@ -272,7 +282,7 @@ def fetch(
                           processes=processes, companion=display.run,
                           signals=runner.Signals.STOP_THEN_EXIT)
     if summary.total == 0 and summary.interrupted_by is None:
-        display.say("no URLs in the lists (only blank lines and comments, or empty)")
+        display.say(_nothing_to_do(settings))
     display.show_summary(summary, _manifest_shown(settings))
     code = exit_code(summary)
     if summary_to is not None:
@@ -281,6 +291,13 @@ def fetch(
 
 
 DISPLAY_OPTIONS = ("quiet", "verbose", "progress", "status_interval")
+
+
+def _nothing_to_do(settings: Settings) -> str:
+    if settings.shard is not None:
+        return (f"no URLs for shard {settings.shard.name}: every URL of the lists went to "
+                f"another shard, or the lists have none")
+    return "no URLs in the lists (only blank lines and comments, or empty)"
 
 
 def _manifest_shown(settings: Settings) -> Path | str:
@@ -352,12 +369,15 @@ reporting = typer.Typer(add_completion=False, rich_markup_mode=None,
 
 @reporting.command(cls=_Usage)
 def report(
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="The --out the shards wrote into.")],
+    out: Annotated[Path, typer.Argument(
+        metavar="OUT", help="The --out of a run, or of all its shards.")],
     as_json: Annotated[bool, typer.Option(
         "--json", help="The report as JSON on stdout, as well.")] = False,
 ) -> int:
-    """One summary of every shard in OUT: counts, bytes, failures, shards missing or
-    unfinished. Exit 0 only when every shard is done and nothing failed."""
+    """One summary of the run in OUT (or of every shard): counts, bytes, failures, shards
+    missing or unfinished, and a table by host (ok, failed, not modified, bytes, median
+    time, most common error). Exit 0 only when the run (every shard) finished and nothing
+    failed."""
     if str(out).startswith("s3:"):
         raise UsageError("report reads a folder: copy the bucket's PREFIX/.bulkfetch/ down "
                          "first (aws s3 sync s3://BUCKET/PREFIX/.bulkfetch OUT/.bulkfetch)")
@@ -370,15 +390,67 @@ def report(
     return EXIT_OK if found.ok else EXIT_FAILED
 
 
+verifying = typer.Typer(add_completion=False, rich_markup_mode=None,
+                        context_settings=HELP_OPTIONS)
+
+
+@verifying.command(cls=_Usage)
+def verify(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The --out of earlier runs.")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Each problem, then a summary, as JSON lines on stdout.")] = False,
+) -> int:
+    """Hash again every file the state says a run saved whole (shards' too) and compare it;
+    name the files that are missing, changed, or that no run saved. Exit 0 only when every
+    file matches and there is no other; 1 otherwise."""
+    checker = verify_.Verifier(out)
+    with _verify_output(checker) as (advance, say):
+        checker.progress = advance
+        for finding in checker.run():
+            say(f"{finding.kind}: {finding.path}: {finding.detail}")
+            if as_json:
+                _json_line(dataclasses.asdict(finding))
+    verdict = checker.verdict()
+    words = (f"{verdict.checked:,} files checked ({verdict.bytes:,} bytes hashed): "
+             f"{verdict.missing:,} missing, {verdict.changed:,} changed, "
+             f"{verdict.unexpected:,} unexpected")
+    _say(f"{words}; all match" if verdict.ok else words)
+    if as_json:
+        _json_line({"kind": "summary", **dataclasses.asdict(verdict), "ok": verdict.ok})
+    return EXIT_OK if verdict.ok else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _verify_output(checker: verify_.Verifier) -> Iterator[tuple[Callable[[int], None],
+                                                               Callable[[str], None]]]:
+    """On a terminal, a progress bar with the lines above it; else the lines alone."""
+    if not sys.stderr.isatty():
+        yield (lambda n: None), _say
+        return
+    from bulkfetch.show import live
+
+    with live.bar(checker.total_bytes(), sys.stderr) as shown:
+        yield shown
+
+
+def _json_line(data: dict[str, object]) -> None:
+    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+    sys.stdout.flush()
+
+
+COMMANDS = {"report": reporting, "verify": verifying}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every error becomes one line and an exit code; only bugs get a traceback.
-    `bulkfetch report OUT` is the one other command (a list named `report`: `./report`)."""
+    `bulkfetch report OUT` and `bulkfetch verify OUT` are the other commands (a list named
+    `report` or `verify`: `./report`)."""
     args = sys.argv[1:] if argv is None else argv
-    is_report = bool(args) and args[0] == "report"
-    command = typer.main.get_command(reporting if is_report else app)
+    name = args[0] if args and args[0] in COMMANDS else None
+    command = typer.main.get_command(COMMANDS[name] if name else app)
     try:
-        code = command.main(args=args[1:] if is_report else args,
-                            prog_name="bulkfetch report" if is_report else "bulkfetch",
+        code = command.main(args=args[1:] if name else args,
+                            prog_name=f"bulkfetch {name}" if name else "bulkfetch",
                             standalone_mode=False)
     except _ClickException as exc:
         _say(f"error: {exc.format_message()} (see bulkfetch --help)")  # type: ignore[attr-defined]

@@ -78,7 +78,8 @@ class Interrupted(KeyboardInterrupt):
     finished (the manifest lists it too)."""
 
     def __init__(self, summary: Summary) -> None:
-        super().__init__(f"interrupted by SIGINT: {summary.interrupted:,} URLs cut off")
+        cut = summary.interrupted
+        super().__init__(f"interrupted by SIGINT: {cut:,} URL{'' if cut == 1 else 's'} cut off")
         self.summary = summary
 
 

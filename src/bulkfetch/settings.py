@@ -261,8 +261,10 @@ def _shard(o: Options, env: Mapping[str, str]) -> Shard | None:
             or not all(isinstance(n, int) and not isinstance(n, bool) for n in spec)):
         raise o.bad("shard", spec, "expected (INDEX, COUNT), a Shard, or 'I/N'")
     index, total = spec
-    if total < 1 or not 0 <= index < total:
-        raise o.bad("shard", spec, f"index {index} is not in 0..{max(total, 1) - 1}")
+    if total < 1:
+        raise o.bad("shard", spec, "the count must be at least 1")
+    if not 0 <= index < total:
+        raise o.bad("shard", spec, f"index {index} is not in 0..{total - 1}")
     return Shard(index, total, by)
 
 

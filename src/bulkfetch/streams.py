@@ -103,7 +103,7 @@ class Stream:
 
     def _run(self, relay: Relay, ran: list[Summary | BaseException]) -> None:
         try:
-            extras = api.prepare(self._settings)
+            extras = api.prepare(self._settings, self._sources)
             ran.append(api.execute(
                 self._settings, self._sources, api.Library(relay), extras=extras,
                 stops=api.stop_tokens(self._stop, relay), room=relay))

@@ -55,10 +55,13 @@ def netrc_logins(path: Path | None = None) -> dict[str, tuple[str, str]]:
     where = path or Path(os.environ.get("NETRC") or Path.home() / ".netrc")
     try:
         parsed = netrc.netrc(str(where))
-    except FileNotFoundError:
-        return {}
-    except (OSError, netrc.NetrcParseError) as exc:
-        raise SettingsError(f"--netrc: {where}: {exc}") from exc
+    except FileNotFoundError as exc:  # asked for, and not there: a HOME that is not the user's
+        raise SettingsError(f"--netrc: {str(where)!r}: no such file (set NETRC=FILE, or drop "
+                            f"--netrc)") from exc
+    except OSError as exc:
+        raise SettingsError(f"--netrc: {str(where)!r}: {exc.strerror or exc}") from exc
+    except netrc.NetrcParseError as exc:
+        raise SettingsError(f"--netrc: {exc}") from exc
     return {
         host: (login or "", password or "")
         for host, (login, _, password) in parsed.hosts.items()
@@ -71,7 +74,9 @@ def load_cookies(path: Path) -> list[tuple[http.cookies.Morsel[str], URL]]:
     try:
         # Expiry 0 marks a session cookie in cookies.txt (curl writes it so): keep those.
         jar.load(ignore_discard=True, ignore_expires=True)
-    except (OSError, http.cookiejar.LoadError) as exc:
+    except OSError as exc:
+        raise SettingsError(f"--cookies {str(path)!r}: {exc.strerror or exc}") from exc
+    except http.cookiejar.LoadError as exc:
         raise SettingsError(f"--cookies {str(path)!r}: {exc}") from exc
     found = []
     now = time.time()

@@ -130,11 +130,13 @@ _OS_REASONS = {
 
 
 def _unreachable(exc: aiohttp.ClientConnectorError, timeouts: Timeouts) -> str:
-    """A socket error in our words, not the C library's (`[Errno 111] Connect call failed`)."""
+    """A socket error in our words, not the C library's (`[Errno 111] Connect call failed`);
+    a proxy named as one, so that nobody looks for the fault at the origin."""
     error = exc.os_error
     reason = _OS_REASONS.get(error.errno or 0) or (
         error.strerror or str(error) or type(error).__name__).lower()
-    return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    what = "the proxy " if isinstance(exc, aiohttp.ClientProxyConnectionError) else ""
+    return f"cannot connect to {what}{exc.host}:{exc.port}: {reason}"
 
 
 def _said(words: str) -> Words:
@@ -174,7 +176,8 @@ TABLE: tuple[Row, ...] = (
     Row((aiohttp.ConnectionTimeoutError,), F.CONNECT, _timed_out, "connect timed out …"),
     Row((TimeoutError,), F.TRANSFER, _timed_out, "timed out / no data for …"),
     Row((aiohttp.ClientConnectorDNSError,), F.CONNECT, _unresolved, "name not resolved"),
-    Row((aiohttp.ClientConnectorError,), F.CONNECT, _unreachable, "cannot connect to …"),
+    Row((aiohttp.ClientConnectorError,), F.CONNECT, _unreachable,
+        "cannot connect to [the proxy] …"),
     Row((aiohttp.ServerDisconnectedError,), F.TRANSFER,
         _said("the server closed the connection before answering"), "the server closed …"),
     Row((aiohttp.ClientPayloadError,), F.TRANSFER, _cut, "body cut short: …"),

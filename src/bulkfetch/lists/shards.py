@@ -68,6 +68,8 @@ def parse(spec: str, *, by: ShardBy, count: int | None, env: Mapping[str, str]) 
         index, count = int(match[1]), int(match[2])
     else:
         raise UsageError(f"--shard {spec!r}: expected I/N (such as 0/4) or auto")
+    if count < 1:
+        raise UsageError(f"--shard {spec!r}: the count must be at least 1")
     if not 0 <= index < count:
         raise UsageError(f"--shard: index {index} is not in 0..{count - 1} (count {count})")
     return Shard(index, count, by)

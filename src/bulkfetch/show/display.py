@@ -89,12 +89,17 @@ def _status(snap: Snapshot) -> str:
     )
 
 
+def urls(count: int) -> str:
+    """`1 URL`, `2 URLs`."""
+    return f"{count:,} URL" if count == 1 else f"{count:,} URLs"
+
+
 def summary_lines(summary: Summary, manifest: Path | str) -> list[str]:
     seconds = max(summary.elapsed_s, 1e-9)
     lines = []
     if summary.interrupted_by is not None:
         name = signal.Signals(summary.interrupted_by).name
-        lines.append(f"interrupted by {name}: {summary.interrupted:,} URLs cut off, "
+        lines.append(f"interrupted by {name}: {urls(summary.interrupted)} cut off, "
                      f"{human_bytes(summary.kept_for_resume)} kept for resume; the manifest "
                      "lists what finished")
     received = ""
@@ -165,7 +170,8 @@ class Display:
             self.say(message)
 
     def worker_lost(self, pid: int, requeued: int) -> None:
-        self.say(f"worker process {pid} died; its {requeued} URLs in flight go to the others")
+        self.say(f"worker process {pid} died; {urls(requeued)} it had in flight go to the "
+                 "others")
 
     def responded(self, job: Job, content_length: int | None) -> None:
         self.board.responded(job, content_length)

@@ -8,7 +8,9 @@ immutable `Snapshot`) and replaced by a summary table at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -118,3 +120,28 @@ def summary_table(summary: Summary, manifest: Path | str) -> Table:
     table.add_row("average", rate)
     table.add_row("manifest", Text(shown(str(manifest))))
     return table
+
+
+@contextlib.contextmanager
+def bar(total_bytes: int, stream: TextIO) -> Iterator[tuple[Callable[[int], None],
+                                                            Callable[[str], None]]]:
+    """A progress bar over `total_bytes` for a command that is no run (`verify`): yields
+    `advance(nbytes)` and `say(line)` (a line printed above the bar). The bar is gone at the
+    end; the lines stay."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    console = Console(file=stream, force_terminal=True)
+    with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("hashing", total=total_bytes)
+
+        def say(text: str) -> None:
+            console.print(Text(shown(text)), soft_wrap=True)
+
+        yield (lambda n: progress.advance(task, n)), say

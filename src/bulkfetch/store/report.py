@@ -1,12 +1,15 @@
-"""`bulkfetch report OUT`: one summary of all the shards that wrote into OUT.
+"""`bulkfetch report OUT`: one summary of the run (or all the shards) that wrote into OUT,
+and a table by host.
 
-Reads every `.bulkfetch/shards/I-of-N/` folder: its done marker (written only when the shard
-finished), its lock (held while a shard runs), and its manifest (the truth about each URL,
-complete or not). A shard with no folder is missing; one without a marker is unfinished.
+A plain run: its manifest and its lock (held while it runs). Shards: every
+`.bulkfetch/shards/I-of-N/` folder: its done marker (written only when the shard finished),
+its lock, and its manifest (the truth about each URL, complete or not). A shard with no folder
+is missing; one without a marker is unfinished.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import re
@@ -17,11 +20,14 @@ import orjson
 
 from bulkfetch.errors import UsageError
 from bulkfetch.models import Shard, Status
+from bulkfetch.show import hosts
+from bulkfetch.show.hosts import HostRow, Hosts
 from bulkfetch.show.outgoing import mask
 from bulkfetch.show.tally import Tally
 from bulkfetch.store.layout import Layout, shard_homes
 
 FAILURES_SHOWN = 10
+HOSTS_SHOWN = 20
 _NAME = re.compile(r"(\d+)-of-(\d+)")
 
 
@@ -38,15 +44,18 @@ class Totals(Tally):
 @dataclass(frozen=True, slots=True)
 class Report:
     out: Path
-    count: int
+    count: int  # shards; 0 for a plain run
     done: tuple[str, ...]
     running: tuple[str, ...]
     unfinished: tuple[str, ...]  # no marker and not running: stopped or died
     missing: tuple[str, ...]
     totals: Totals
+    hosts: tuple[HostRow, ...] = ()
 
     @property
     def complete(self) -> bool:
+        if not self.count:  # a plain run: over, and not stopped before the lists' end
+            return not self.running and not self.totals.counts[Status.INTERRUPTED]
         return not (self.running or self.unfinished or self.missing)
 
     @property
@@ -62,12 +71,12 @@ def gather(out: Path) -> Report:
             found[int(match[1])] = home
             counts.add(int(match[2]))
     if not found:
-        raise UsageError(f"{str(out)!r}: no shards here (no .bulkfetch/shards/I-of-N/)")
+        return _plain(out)
     if len(counts) > 1:
         raise UsageError(f"{str(out)!r}: shards of different counts ({sorted(counts)}): runs "
                          "with another N left their folders; remove those first")
     (count,) = counts
-    totals = Totals()
+    totals, by_host = Totals(), Hosts()
     state: dict[str, list[str]] = {"done": [], "running": [], "unfinished": []}
     for _, home in sorted(found.items()):
         layout = Layout(home)
@@ -75,10 +84,22 @@ def gather(out: Path) -> Report:
             state["done"].append(home.name)
         else:
             state["running" if _held(layout.lock) else "unfinished"].append(home.name)
-        _add(layout.manifest, totals)
+        _add(layout.manifest, totals, by_host)
     missing = tuple(Shard(i, count).name for i in range(count) if i not in found)
     return Report(out, count, tuple(state["done"]), tuple(state["running"]),
-                  tuple(state["unfinished"]), missing, totals)
+                  tuple(state["unfinished"]), missing, totals, tuple(by_host.rows()))
+
+
+def _plain(out: Path) -> Report:
+    """A run without shards: its manifest (the latest run's), and whether it still runs."""
+    layout = Layout.of(out, None)
+    if not layout.manifest.is_file():
+        raise UsageError(f"{str(out)!r}: no run here (no .bulkfetch/manifest.jsonl, and no "
+                         "shards)")
+    totals, by_host = Totals(), Hosts()
+    _add(layout.manifest, totals, by_host)
+    running = ("run",) if _held(layout.lock) else ()
+    return Report(out, 0, (), running, (), (), totals, tuple(by_host.rows()))
 
 
 def as_json(report: Report) -> bytes:
@@ -89,30 +110,42 @@ def as_json(report: Report) -> bytes:
         "unfinished": report.unfinished, "missing": report.missing,
         "counts": {str(status): n for status, n in t.counts.items()},
         "bytes": t.bytes, "failures": t.failures,
+        "hosts": [dataclasses.asdict(row) for row in report.hosts],
     }
     return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
-def lines(report: Report) -> list[str]:
+def lines(report: Report, *, hosts_shown: int = HOSTS_SHOWN) -> list[str]:
     t = report.totals
+    counts = t.counts
+    head = [
+        f"{counts[Status.OK]:,} ok, {counts[Status.FAILED]:,} failed, "
+        f"{counts[Status.NOT_MODIFIED]:,} not modified, {counts[Status.SKIPPED]:,} skipped, "
+        f"{counts[Status.INTERRUPTED]:,} interrupted; {t.bytes:,} bytes saved",
+        *(f"failed: {line}" for line in t.failures),
+    ]
+    table = ["by host:", *(f"  {row}" for row in hosts.table(list(report.hosts),
+                                                             limit=hosts_shown))]
+    if not report.count:
+        state = ("running (its lock is held)" if report.running
+                 else "stopped before the lists' end" if counts[Status.INTERRUPTED]
+                 else "finished")
+        return [f"run: {state}", *head, *table]
     shards = [f"{len(report.done)} done"]
     for what, names in (("running", report.running), ("unfinished", report.unfinished),
                         ("missing", report.missing)):
         if names:
             shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
             shards.append(f"{len(names)} {what} ({shown})")
-    counts = t.counts
     return [
         f"{report.count} shards: {', '.join(shards)}",
-        f"{counts[Status.OK]:,} ok, {counts[Status.FAILED]:,} failed, "
-        f"{counts[Status.NOT_MODIFIED]:,} not modified, {counts[Status.SKIPPED]:,} skipped; "
-        f"{t.bytes:,} bytes saved",
-        *(f"failed: {line}" for line in t.failures),
+        *head,
+        *table,
         "complete: every shard finished" if report.complete else "incomplete",
     ]
 
 
-def _add(manifest: Path, totals: Totals) -> None:
+def _add(manifest: Path, totals: Totals, by_host: Hosts) -> None:
     try:
         with manifest.open("rb") as f:
             for raw in f:
@@ -123,7 +156,11 @@ def _add(manifest: Path, totals: Totals) -> None:
                 status = row.get("status")
                 if status not in totals.counts:
                     continue
-                totals.add(Status(status), int(row.get("bytes") or 0))
+                size = int(row.get("bytes") or 0)
+                totals.add(Status(status), size)
+                url = str(row.get("url") or "")
+                by_host.add(url, Status(status), size, float(row.get("elapsed") or 0.0),
+                          row.get("error"))
                 if status == Status.FAILED and len(totals.failures) < FAILURES_SHOWN:
                     totals.failures.append(mask(f"{row.get('url')}: {row.get('error')}"))
     except FileNotFoundError:
