@@ -198,12 +198,14 @@ def test_a_folder_swapped_for_a_link_mid_run_is_not_followed(
 
 
 def test_secrets_in_argv_are_hidden_from_ps(server: Server, tmp_path: Path) -> None:
-    """-u, -H and --proxy values (and --user=...) are overwritten where `ps` reads them, in
-    the parent and in its workers."""
+    """-u, -H and --proxy values (and --user=...), and the password of a URL given as a
+    SOURCE, are overwritten where `ps` reads them, in the parent and in its workers."""
     secret = "argv-S3CRET"
     stall = server.url("/stall/2?before=1000")
+    with_password = server.url("/bytes/3").replace("http://", f"http://bob:{secret}@")
     proc = subprocess.Popen(
-        bulkfetch_cmd(str(write_list(tmp_path / "u", [stall])), "-o", str(tmp_path / "out"),
+        bulkfetch_cmd(str(write_list(tmp_path / "u", [stall])), with_password,
+                      "-o", str(tmp_path / "out"),
                       "-u", f"bob:{secret}", "-H", f"X-Token: {secret}", f"-HX-B:{secret}",
                       f"--user-agent={secret}-is-no-secret", "-w", "2"),
         stderr=subprocess.PIPE, text=True, env=cli_env())
@@ -216,6 +218,7 @@ def test_secrets_in_argv_are_hidden_from_ps(server: Server, tmp_path: Path) -> N
             shown = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             assert secret.encode() not in shown.replace(b"argv-S3CRET-is-no-secret", b"")
             assert b"-u " + b"*" * len(f"bob:{secret}") in shown
+            assert b"http://bob:" + b"*" * len(secret) + b"@127.0.0.1:" in shown
     finally:
         proc.communicate(timeout=30)
     assert proc.returncode == 0

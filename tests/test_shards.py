@@ -145,9 +145,9 @@ def test_a_killed_shard_run_again_completes_and_report_follows(
     assert sorted(rows) == sorted(urls) and all(r["status"] == "ok" for r in rows.values())
 
 
-def test_report_without_shards_is_a_usage_error(tmp_path: Path) -> None:
+def test_report_where_no_run_was_is_a_usage_error(tmp_path: Path) -> None:
     proc = run_cli("report", str(tmp_path))
-    assert proc.returncode == 2 and "no shards here" in proc.stderr
+    assert proc.returncode == 2 and "no run here" in proc.stderr
 
 
 def test_the_library_runs_one_shard_and_reports_each_result(

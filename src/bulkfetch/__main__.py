@@ -42,18 +42,32 @@ def _hide_secrets() -> None:
     hide_next = False
     for arg in args:
         text = arg.decode(errors="replace")
-        start = None
+        start, end = None, len(arg)
         if hide_next:
             start = 0
         elif text.startswith("--") and text.split("=", 1)[0] in SECRET_OPTIONS and "=" in text:
             start = text.index("=") + 1
         elif not text.startswith("--") and text[:2] in SECRET_OPTIONS and len(text) > 2:
             start = 2  # attached: -uUSER:PASSWORD, -HName:value
-        if start is not None and len(arg) > start:
-            ctypes.memmove(arg_start + offset + start, b"*" * (len(arg) - start),
-                           len(arg) - start)
+        elif (password := _password_span(arg)) is not None:  # a URL given as a SOURCE
+            start, end = password
+        if start is not None and end > start:
+            ctypes.memmove(arg_start + offset + start, b"*" * (end - start), end - start)
         hide_next = text in SECRET_OPTIONS
         offset += len(arg) + 1
+
+
+def _password_span(arg: bytes) -> tuple[int, int] | None:
+    """Where the password is in `scheme://user:password@host/...`, if anywhere."""
+    scheme, sep, rest = arg.partition(b"://")
+    if not sep or b"/" in scheme:
+        return None
+    authority = rest.split(b"/", 1)[0].split(b"?", 1)[0].split(b"#", 1)[0]
+    userinfo, at, _ = authority.rpartition(b"@")
+    if not at or b":" not in userinfo:
+        return None
+    start = len(scheme) + len(sep) + userinfo.index(b":") + 1
+    return start, len(scheme) + len(sep) + len(userinfo)
 
 
 def run() -> None:

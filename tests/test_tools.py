@@ -1,0 +1,230 @@
+"""What a user of curl, wget2 or aria2c reaches for: URLs as arguments, `verify` to check a
+finished dataset, `report` for any run with a table by host, and plain words at the edges."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bulkfetch
+from bulkfetch.store.lock import hold
+from tests.helpers import MANIFEST, bulkfetch_cmd, cli_env, read_manifest, run_cli, write_list
+from tests.server import Server, body
+
+# URLs as arguments.
+
+
+def test_a_url_argument_is_fetched_beside_a_list(server: Server, tmp_path: Path) -> None:
+    listed = server.url("/bytes/10")
+    argument = server.url("/bytes/11")
+    proc = run_cli(argument, str(write_list(tmp_path / "u", [listed])), "-o",
+                   str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    assert sorted(rows) == sorted([listed, argument])
+    assert (tmp_path / "out" / rows[argument]["path"]).read_bytes() == body("/bytes/11", 11)
+
+
+def test_a_file_of_a_urls_name_is_read_as_a_list(server: Server, tmp_path: Path) -> None:
+    """`./NAME` or the bare name: a file that exists is a list, whatever it looks like."""
+    inside = server.url("/bytes/12")
+    (tmp_path / "http:").mkdir()
+    write_list(tmp_path / "http:" / "x", [inside])
+    proc = subprocess.run(bulkfetch_cmd("http://x", "-o", "out"), cwd=tmp_path,
+                          capture_output=True, text=True, env=cli_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert list(read_manifest(tmp_path / "out" / MANIFEST)) == [inside]
+
+
+def test_the_library_takes_urls_among_its_sources(server: Server, tmp_path: Path) -> None:
+    url = server.url("/bytes/13")
+    listed = server.url("/bytes/14")
+    summary = bulkfetch.fetch([url, str(write_list(tmp_path / "u", [listed]))],
+                              tmp_path / "out")
+    assert summary.ok == 2
+
+
+def test_a_missing_list_makes_nothing(tmp_path: Path) -> None:
+    """The list is read before anything is made: a new --out is not created, no manifest."""
+    proc = run_cli(str(tmp_path / "missing.txt"), "-o", str(tmp_path / "new"))
+    assert proc.returncode == 2
+    assert "missing.txt': cannot read: No such file or directory" in proc.stderr
+    assert not (tmp_path / "new").exists()
+
+
+# verify
+
+
+def _saved(server: Server, tmp_path: Path, count: int = 6) -> tuple[Path, dict[str, dict]]:
+    urls = [server.url(f"/bytes/{2000 + n}") for n in range(count)]
+    out = tmp_path / "out"
+    assert run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(out)).returncode == 0
+    return out, read_manifest(out / MANIFEST)
+
+
+def test_verify_passes_a_dataset_as_saved(server: Server, tmp_path: Path) -> None:
+    out, _ = _saved(server, tmp_path)
+    proc = run_cli("verify", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "6 files checked (12,015 bytes hashed): 0 missing, 0 changed, 0 unexpected; " \
+           "all match" in proc.stderr
+
+
+def test_verify_names_what_changed_went_missing_or_was_added(
+    server: Server, tmp_path: Path
+) -> None:
+    """A file changed in place at the same size (which a run's `not_modified` line never
+    notices), one gone, one truncated, a stray file and a planted link."""
+    out, rows = _saved(server, tmp_path)
+    paths = [row["path"] for row in rows.values()]
+    same_size = out / paths[0]
+    same_size.write_bytes(bytes(len(same_size.read_bytes())))
+    (out / paths[1]).unlink()
+    (out / paths[2]).write_bytes(b"short")
+    (out / "stray.bin").write_bytes(b"x")
+    (out / paths[3]).unlink()
+    (out / paths[3]).symlink_to("/etc/passwd")
+    proc = run_cli("verify", str(out), "--json")
+    assert proc.returncode == 1
+    found = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = {(f["kind"], f["path"]) for f in found[:-1]}
+    assert kinds == {("changed", paths[0]), ("missing", paths[1]), ("changed", paths[2]),
+                     ("changed", paths[3]), ("unexpected", "stray.bin")}
+    sha = hashlib.sha256(same_size.read_bytes()).hexdigest()
+    assert any(f["detail"].startswith(f"sha256 {sha}") for f in found)
+    assert found[-1] == {"kind": "summary", "checked": 6, "bytes": found[-1]["bytes"],
+                         "missing": 1, "changed": 3, "unexpected": 1, "ok": False}
+    assert f"changed: {paths[3]}: " in proc.stderr and "symlink; not followed" in proc.stderr
+
+
+def test_verify_checks_every_shard_and_waits_for_no_run(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/bytes/{3000 + n}") for n in range(8)]
+    src = write_list(tmp_path / "u", urls)
+    out = tmp_path / "out"
+    for i in range(2):
+        assert run_cli(str(src), "-o", str(out), "--shard", f"{i}/2").returncode == 0
+    proc = run_cli("verify", str(out))
+    assert proc.returncode == 0 and "8 files checked" in proc.stderr
+    with hold(out / ".bulkfetch" / "shards" / "1-of-2" / "lock"):
+        proc = run_cli("verify", str(out))
+    assert proc.returncode == 75 and "verify once it is over" in proc.stderr
+
+
+def test_verify_says_what_a_bucket_can_be_checked_by(tmp_path: Path) -> None:
+    proc = run_cli("verify", "s3://bucket/prefix")
+    assert proc.returncode == 2 and "x-amz-meta-sha256" in proc.stderr
+
+
+def test_verify_shows_a_bar_on_a_terminal(server: Server, tmp_path: Path) -> None:
+    out, _ = _saved(server, tmp_path)
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.run(bulkfetch_cmd("verify", str(out)), stderr=slave,
+                              env={**cli_env(), "COLUMNS": "80"}, timeout=60)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"all match" in shown and b"\x1b[" in shown  # drawn (and cleared) by rich
+
+
+# report
+
+
+def test_report_for_a_plain_run_has_a_table_by_host(server: Server, tmp_path: Path) -> None:
+    urls = [server.url(f"/bytes/{n}") for n in range(1, 6)] + [
+        server.url_on("127.0.0.2", "/status/404"), server.url_on("127.0.0.2", "/status/404?b"),
+        server.url_on("127.0.0.3", "/bytes/7?delay=0.3")]
+    out = tmp_path / "out"
+    run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(out), "--retries", "0")
+    proc = run_cli("report", str(out), "--json")
+    assert proc.returncode == 1  # something failed
+    assert "run: finished" in proc.stderr
+    data = json.loads(proc.stdout)
+    hosts = {row["host"]: row for row in data["hosts"]}
+    port = server.port
+    assert data["hosts"][0]["host"] == f"127.0.0.2:{port}"  # failures first
+    assert hosts[f"127.0.0.2:{port}"] | {"median_s": 0} == {
+        "host": f"127.0.0.2:{port}", "ok": 0, "failed": 2, "not_modified": 0,
+        "interrupted": 0, "bytes": 0, "median_s": 0, "top_error": "HTTP 404 Not Found",
+        "top_error_count": 2}
+    assert hosts[f"127.0.0.1:{port}"]["ok"] == 5 and hosts[f"127.0.0.1:{port}"]["bytes"] == 15
+    assert hosts[f"127.0.0.3:{port}"]["median_s"] >= 0.3
+    table = [line for line in proc.stderr.splitlines() if "HTTP 404 Not Found (x2)" in line]
+    assert len(table) == 1 and f"127.0.0.2:{port}" in table[0]
+
+
+# Words at the edges.
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--shard", "1/0"], "--shard '1/0': the count must be at least 1"),
+    (["--cookies", "/nonexistent/cookies.txt"],
+     "--cookies '/nonexistent/cookies.txt': No such file or directory"),
+])
+def test_bad_settings_in_words(tmp_path: Path, args: list[str], said: str) -> None:
+    proc = run_cli(str(write_list(tmp_path / "u", ["http://127.0.0.1:9/"])), "-o",
+                   str(tmp_path / "out"), *args)
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    assert "Errno" not in proc.stderr
+
+
+def test_netrc_asked_for_and_missing_is_said(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        bulkfetch_cmd(str(write_list(tmp_path / "u", ["http://127.0.0.1:9/"])), "-o",
+                      str(tmp_path / "out"), "--netrc"),
+        capture_output=True, text=True, timeout=60,
+        env={**cli_env(), "NETRC": str(tmp_path / "none")})
+    assert proc.returncode == 2
+    assert "--netrc: " in proc.stderr and "no such file (set NETRC=FILE" in proc.stderr
+
+
+def test_a_dead_proxy_is_named_as_the_proxy(tmp_path: Path) -> None:
+    proc = run_cli(str(write_list(tmp_path / "u", ["http://127.0.0.1:9/x"])), "-o",
+                   str(tmp_path / "out"), "--proxy", "http://127.0.0.1:8998", "--retries", "0")
+    row = read_manifest(tmp_path / "out" / MANIFEST)["http://127.0.0.1:9/x"]
+    assert row["error"].startswith("cannot connect to the proxy 127.0.0.1:8998: ")
+    assert proc.returncode == 1
+
+
+def test_one_url_is_one_url(server: Server, tmp_path: Path) -> None:
+    """`1 URL cut off`, not `1 URLs`."""
+    from bulkfetch.errors import Interrupted
+    from bulkfetch.models import Summary
+
+    summary = Summary(ok=0, failed=0, not_modified=0, skipped=0, bytes=0, elapsed_s=1.0,
+                      interrupted_by=2, interrupted=1)
+    assert str(Interrupted(summary)) == "interrupted by SIGINT: 1 URL cut off"
+
+
+def test_a_shard_without_urls_says_so(tmp_path: Path) -> None:
+    src = write_list(tmp_path / "u", ["http://127.0.0.1:9/only"])
+    said = []
+    for i in range(2):
+        proc = run_cli(str(src), "-o", str(tmp_path / "out"), "--shard", f"{i}/2",
+                       "--retries", "0")
+        said.append(proc.stderr)
+    assert any("no URLs for shard" in s and "went to another shard" in s for s in said)
+
+
+def test_help_says_how_to_force_a_file_or_a_url() -> None:
+    proc = subprocess.run(bulkfetch_cmd("--help"), capture_output=True, text=True,
+                          env={**cli_env(), "COLUMNS": "200"}, timeout=60)
+    flat = " ".join(proc.stdout.split())
+    assert "./NAME is always a file" in flat and "echo URL | bulkfetch -" in flat
+    assert sys.executable  # the CLI ran under this interpreter
