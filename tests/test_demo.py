@@ -1,4 +1,5 @@
-"""scripts/demo, the README's first command, works even when its port is taken."""
+"""scripts/demo, the README's first command, works even when its port is taken, and shows an
+incremental second run."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def test_the_demo_runs_on_a_free_port_when_8765_is_taken(tmp_path: Path) -> None
         holder.close()
     assert proc.returncode == 0, proc.stderr
     assert "port 8765 is taken" in proc.stderr and "Traceback" not in proc.stderr
-    rows = read_manifest(tmp_path / MANIFEST)
+    (first,) = (tmp_path / ".bulkfetch" / "runs").iterdir()
+    rows = read_manifest(first)
     assert len(rows) == 43 and {row["status"] for row in rows.values()} == {"ok"}
     assert all(":8765/" not in url for url in rows)
+    # The second run: the demo server's ETags make it an incremental one.
+    again = read_manifest(tmp_path / MANIFEST)
+    assert sorted(again) == sorted(rows)
+    assert {row["status"] for row in again.values()} == {"not_modified"}
+    assert "nothing is fetched twice" in proc.stderr
