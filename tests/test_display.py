@@ -64,7 +64,7 @@ def busy_board() -> tuple[Board, Clock]:
 def render_text(snap: Snapshot, width: int = 100) -> str:
     out = io.StringIO()
     Console(file=out, width=width, color_system=None, force_terminal=False).print(
-        render_table(snap)
+        render_table(snap, width)
     )
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"
 

@@ -276,3 +276,24 @@ def test_a_closed_stderr_pipe_neither_stops_nor_hangs_the_run(
     again = subprocess.run(bulkfetch_cmd(str(src), "-o", str(out), "-q"), capture_output=True,
                            env=cli_env(), timeout=60)
     assert again.returncode == 1, again.stderr  # not 75: the lock was let go
+
+
+@pytest.mark.parametrize("columns", [40, 64, 120])
+def test_the_live_table_fits_the_terminal(server: Server, tmp_path: Path, columns: int) -> None:
+    """Nothing wraps at any width from 40: each transfer is one line, its long name cut in the
+    middle (the start and the file kept), columns dropped before anything wraps."""
+    folder = "datasets/" + "a-long-folder-name-" * 8
+    long = [f"{server.url(f'/stall/1?before=20000&i={i}')}  {folder}/file-{i}.iso"
+            for i in range(4)]
+    env = {**cli_env(), "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
+    code, out = run_in_pty([str(write_list(tmp_path / "u", long)), "-o", str(tmp_path / "out"),
+                            "-c", "4"], env)
+    assert code == 0, out
+    text = ANSI.sub("", out)
+    lines = [part for line in text.split("\n") for part in line.split("\r")]
+    assert max(len(line.rstrip()) for line in lines) <= columns
+    rows = [line for line in lines if "…" in line and ".iso" in line]
+    assert rows, text
+    assert all(" datasets/" in row for row in rows)  # the head
+    # The speed on the same line (and the attempt, where there is room).
+    assert all(re.search(r"(/s|—)( +\d+)?$", row.rstrip()) for row in rows)

@@ -36,37 +36,56 @@ class LiveView:
     async def run(self, board: Board) -> None:
         """Refresh until cancelled."""
         with Live(
-            render_table(board.snapshot()), console=self._console, auto_refresh=False,
+            render_table(board.snapshot(), self._console.width), console=self._console,
+            auto_refresh=False,
             transient=True, redirect_stdout=False, redirect_stderr=False,
         ) as live:
             while True:
                 await asyncio.sleep(REFRESH_S)
-                live.update(render_table(board.snapshot()), refresh=True)
+                live.update(render_table(board.snapshot(), self._console.width), refresh=True)
 
     def show_summary(self, summary: Summary, manifest: Path | str) -> None:
         self._console.print(summary_table(summary, manifest))
 
 
-def render_table(snap: Snapshot) -> RenderableType:
-    """The live view: a pure function of one snapshot."""
+WIDE = 96  # from here on, every column; below, the least needed go first
+NARROW = 64  # below this, only each transfer's name and speed
+
+
+def render_table(snap: Snapshot, width: int = 120) -> RenderableType:
+    """The live view: a pure function of one snapshot, and of the terminal's width. Nothing
+    wraps: at any width from 40 columns each row is one line (columns dropped, names cut in
+    the middle, where a URL's host and file are)."""
+    parts: list[RenderableType] = [_overview(snap, width)]
+    if snap.transfers:
+        parts.append(_transfers(snap, width))
+    if snap.failures:
+        failures = Table(box=None, padding=(0, 1), header_style="bold red")
+        failures.add_column("recent failures", no_wrap=True)
+        for line in snap.failures:
+            failures.add_row(Text(middle(shown(line), width - 2)))
+        parts.append(failures)
+    return Group(*parts)
+
+
+def _overview(snap: Snapshot, width: int) -> Table:
     overview = Table.grid(padding=(0, 2))
-    overview.add_column(style="bold")
-    overview.add_column()
+    overview.add_column(style="bold", no_wrap=True)
+    overview.add_column(no_wrap=True, overflow="ellipsis", max_width=max(width - 12, 20))
     overview.add_row("done", f"{snap.done:,} / {total(snap)}")
-    overview.add_row(
-        "status",
-        Text.assemble(
-            (f"{snap.ok:,} ok", "green"), "  ", (f"{snap.failed:,} failed", "red"), "  ",
-            (f"{snap.retrying:,} retrying", "yellow"), "  ",
-            f"{snap.skipped:,} skipped  {snap.not_modified:,} not modified",
-        ),
-    )
+    status: list[str | tuple[str, str]] = [
+        (f"{snap.ok:,} ok", "green"), "  ", (f"{snap.failed:,} failed", "red")]
+    for count, what in ((snap.retrying, "retrying"), (snap.skipped, "skipped"),
+                        (snap.not_modified, "not modified")):
+        if count or width >= WIDE:
+            status += ["  ", (f"{count:,} {what}", "yellow" if what == "retrying" else "")]
+    overview.add_row("status", Text.assemble(*status))
     overview.add_row("received", human_bytes(snap.bytes))
-    overview.add_row(
-        "rate",
-        f"{snap.files_per_s:,.0f} files/s  {human_bytes(snap.bytes_per_s)}/s  (last 5 s)   "
-        f"{snap.avg_files_per_s:,.0f} files/s  {human_bytes(snap.avg_bytes_per_s)}/s  (average)",
-    )
+    rate = f"{snap.files_per_s:,.0f} files/s  {human_bytes(snap.bytes_per_s)}/s"
+    if width >= WIDE:
+        rate += (f"  (last 5 s)   {snap.avg_files_per_s:,.0f} files/s  "
+                 f"{human_bytes(snap.avg_bytes_per_s)}/s  (average)")
+    overview.add_row("rate", rate)
     overview.add_row(
         "time", f"{human_duration(snap.elapsed_s)} elapsed   ETA {human_duration(snap.eta_s)}"
     )
@@ -75,28 +94,44 @@ def render_table(snap: Snapshot) -> RenderableType:
         overview.add_row("paused", Text(shown("; ".join(snap.paused)), style="yellow"))
     if snap.waiting_on:
         overview.add_row("waiting on", Text(shown("; ".join(snap.waiting_on)), style="yellow"))
-    parts: list[RenderableType] = [overview]
-    if snap.transfers:
-        transfers = Table(box=None, padding=(0, 1), expand=False, header_style="bold")
-        transfers.add_column("downloading", overflow="ellipsis", no_wrap=True, max_width=60)
-        transfers.add_column("bytes", justify="right")
-        transfers.add_column("speed", justify="right")
-        transfers.add_column("try", justify="right")
-        for t in snap.transfers:
-            size = human_bytes(t.received)
-            if t.total is not None:
-                size = f"{size} / {human_bytes(t.total)}"
-            # Text, not str: a URL holding "[red]" is not markup.
-            speed = f"{human_bytes(t.bytes_per_s)}/s" if t.bytes_per_s is not None else "—"
-            transfers.add_row(Text(shown(t.name)), size, speed, str(t.attempt))
-        parts.append(transfers)
-    if snap.failures:
-        failures = Table(box=None, padding=(0, 1), header_style="bold red")
-        failures.add_column("recent failures", overflow="ellipsis", no_wrap=True)
-        for line in snap.failures:
-            failures.add_row(Text(shown(line)))
-        parts.append(failures)
-    return Group(*parts)
+    return overview
+
+
+def _transfers(snap: Snapshot, width: int) -> Table:
+    """One row a transfer: its name cut to what the other columns leave."""
+    wide, narrow = width >= WIDE, width < NARROW
+    columns = [("speed", 11)] if narrow else [("bytes", 19 if wide else 9), ("speed", 11)]
+    if wide:
+        columns.append(("try", 3))
+    room = width - 2 - sum(most + 2 for _, most in columns)
+    transfers = Table(box=None, padding=(0, 1), expand=False, header_style="bold")
+    transfers.add_column("downloading", no_wrap=True, max_width=room)
+    for name, most in columns:
+        transfers.add_column(name, justify="right", no_wrap=True, max_width=most)
+    for t in snap.transfers:
+        speed = f"{human_bytes(t.bytes_per_s)}/s" if t.bytes_per_s is not None else "—"
+        size = human_bytes(t.received)
+        if t.total is not None and wide:
+            size = f"{size} / {human_bytes(t.total)}"
+        elif t.total is not None:
+            size = f"{t.received / max(t.total, 1):.0%}"
+        cells = [speed] if narrow else [size, speed]
+        if wide:
+            cells.append(str(t.attempt))
+        # Text, not str: a URL holding "[red]" is not markup.
+        transfers.add_row(Text(middle(shown(t.name), room)), *cells)
+    return transfers
+
+
+def middle(text: str, room: int) -> str:
+    """`text` in at most `room` characters, cut in the middle (`https://host.ex…/file.iso`):
+    a URL's host and its file name are what tell transfers apart."""
+    if len(text) <= room:
+        return text
+    if room < 2:
+        return text[:room]
+    head = (room - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (room - 1 - head):]}"
 
 
 def summary_table(summary: Summary, manifest: Path | str) -> Table:
