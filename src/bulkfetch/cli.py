@@ -198,7 +198,8 @@ def fetch(
     )] = False,
     proxy: Annotated[str | None, typer.Option(
         envvar="BULKFETCH_PROXY", metavar="URL", show_default=False,
-        help="Proxy for every request, http://[user:password@]host:port "
+        help="Proxy for every request, http://[user:password@]host:port, or "
+        "socks5h:// (names resolved by the proxy), socks5://, socks4a://, socks4:// "
         "[default: HTTP_PROXY / HTTPS_PROXY / NO_PROXY].",
     )] = None,
     cookies: Annotated[Path | None, typer.Option(

@@ -333,10 +333,16 @@ def _proxy(o: Options) -> str | None:
         url = URL(value)
     except (TypeError, ValueError):
         url = None
-    if url is None or url.scheme not in ("http", "https") or not url.host:
+    if url is None or url.scheme not in PROXY_SCHEMES or not url.host or (
+            url.scheme.startswith("socks") and url.explicit_port is None):
         shown = value.rpartition("@")[2]  # never the password, scheme or none
-        raise o.bad("proxy", shown, "expected http://[user:password@]host:port")
+        raise o.bad("proxy", shown, "expected http://[user:password@]host:port, or "
+                                    "socks5h://, socks5://, socks4a://, socks4:// with a port")
     return value
+
+
+# socks5h, socks4a: the proxy resolves names (curl's meaning); socks5, socks4: we do.
+PROXY_SCHEMES = ("http", "https", "socks5h", "socks5", "socks4a", "socks4")
 
 
 def _headers(o: Options) -> tuple[tuple[str, str], ...]:

@@ -18,7 +18,7 @@ import aiohttp.abc
 from yarl import URL
 
 from bulkfetch import __version__
-from bulkfetch.http.creds import Credentials
+from bulkfetch.http.creds import Credentials, socks_connector
 from bulkfetch.http.failures import MAX_HEADER_BYTES
 from bulkfetch.http.fetcher import CHUNK_BYTES, Fetcher
 from bulkfetch.http.redirects import Hops
@@ -91,10 +91,13 @@ def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSe
     # they name is not sent at all. A header given twice is sent twice.
     extra = {name.lower() for name, _ in settings.headers}
     base = {k: v for k, v in headers.items() if k.lower() not in extra}
+    # --per-host is the scheduler's (exact across processes); the pool needs no limit of its
+    # own per host.
+    socks = extras.credentials.proxies.socks
+    connector = (socks_connector(socks, limit=limit, ssl=extras.ssl_context) if socks
+                 else aiohttp.TCPConnector(limit=limit, ssl=extras.ssl_context))
     return aiohttp.ClientSession(
-        # --per-host is the scheduler's (exact across processes); the pool needs no limit of
-        # its own per host.
-        connector=aiohttp.TCPConnector(limit=limit, ssl=extras.ssl_context),
+        connector=connector,
         cookie_jar=_cookie_jar(extras.cookies),
         timeout=aiohttp.ClientTimeout(
             total=settings.timeouts.total_s,

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import aiohttp
 from yarl import URL
@@ -23,14 +23,19 @@ from bulkfetch.errors import SettingsError
 
 @dataclass
 class Proxies:
-    """--proxy for everything, or HTTP_PROXY / HTTPS_PROXY / NO_PROXY from the environment."""
+    """--proxy for everything, or HTTP_PROXY / HTTPS_PROXY / NO_PROXY from the environment.
+    A SOCKS --proxy is no per-request option: the session's connector goes through it
+    (`socks`), for every request."""
 
     forced: str | None = None
     by_scheme: dict[str, str] = field(default_factory=dict)
+    socks: str | None = None
     _bypass: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, forced: str | None) -> Proxies:
+        if forced is not None and URL(forced).scheme.startswith("socks"):
+            return cls(socks=forced)
         if forced is not None:
             url = URL(forced)
             if url.scheme not in ("http", "https") or not url.host:
@@ -93,6 +98,16 @@ def load_cookies(path: Path) -> list[tuple[http.cookies.Morsel[str], URL]]:
         host = cookie.domain.lstrip(".")
         found.append((morsel, URL.build(scheme="https" if cookie.secure else "http", host=host)))
     return found
+
+
+def socks_connector(proxy: str, **options: Any) -> aiohttp.TCPConnector:
+    """A connector whose every connection goes through the SOCKS proxy `proxy`."""
+    from aiohttp_socks import ProxyConnector
+
+    url = URL(proxy)
+    scheme = {"socks5h": "socks5", "socks4a": "socks4"}.get(url.scheme, url.scheme)
+    return ProxyConnector.from_url(str(url.with_scheme(scheme)),
+                                   rdns=url.scheme in ("socks5h", "socks4a"), **options)
 
 
 class RequestOptions(TypedDict, total=False):

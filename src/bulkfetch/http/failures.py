@@ -8,11 +8,14 @@ keeps the two the same). Whether another attempt follows is the retry policy's d
 from __future__ import annotations
 
 import errno
+import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import aiohttp_socks
 
 from bulkfetch.http.redirects import UNUSABLE, BadRedirect, TooManyRedirects
 from bulkfetch.models import Failure, Timeouts
@@ -139,6 +142,31 @@ def _unreachable(exc: aiohttp.ClientConnectorError, timeouts: Timeouts) -> str:
     return f"cannot connect to {what}{exc.host}:{exc.port}: {reason}"
 
 
+_PROXY_AT = re.compile(r"proxy (\S+?):(\d+)")
+
+
+def _socks_unreachable(exc: aiohttp_socks.ProxyConnectionError, timeouts: Timeouts) -> str:
+    """python-socks says `[Errno 111] Couldn't connect to proxy H:P [Connect call ...]`."""
+    where = _PROXY_AT.search(str(exc))
+    cause = exc.__cause__
+    code = cause.errno if isinstance(cause, OSError) else None
+    reason = _OS_REASONS.get(code or 0, "no connection")
+    if where is None:
+        return f"cannot connect to the proxy: {reason}"
+    return f"cannot connect to the proxy {where[1]}:{where[2]}: {reason}"
+
+
+def _socks_refused(exc: aiohttp_socks.ProxyError, timeouts: Timeouts) -> str:
+    return f"the SOCKS proxy refused: {str(exc).strip() or 'no reason given'}"
+
+
+def _os(exc: aiohttp.ClientOSError, timeouts: Timeouts) -> str:
+    """A name the resolver does not know (socks5://: we resolve) in the usual words."""
+    if exc.errno in (socket.EAI_NONAME, socket.EAI_AGAIN, socket.EAI_FAIL):
+        return "name not resolved"
+    return _other(exc, timeouts)
+
+
 def _said(words: str) -> Words:
     return lambda exc, timeouts: words
 
@@ -178,12 +206,18 @@ TABLE: tuple[Row, ...] = (
     Row((aiohttp.ClientConnectorDNSError,), F.CONNECT, _unresolved, "name not resolved"),
     Row((aiohttp.ClientConnectorError,), F.CONNECT, _unreachable,
         "cannot connect to [the proxy] …"),
+    Row((aiohttp_socks.ProxyConnectionError,), F.CONNECT, _socks_unreachable,
+        "cannot connect to the proxy …"),
+    Row((aiohttp_socks.ProxyTimeoutError,), F.CONNECT,
+        _said("the SOCKS proxy did not answer in time"), "the SOCKS proxy did not answer …"),
+    Row((aiohttp_socks.ProxyError,), F.CONNECT, _socks_refused, "the SOCKS proxy refused: …"),
     Row((aiohttp.ServerDisconnectedError,), F.TRANSFER,
         _said("the server closed the connection before answering"), "the server closed …"),
     Row((aiohttp.ClientPayloadError,), F.TRANSFER, _cut, "body cut short: …"),
     Row((aiohttp.ClientConnectionResetError,), F.TRANSFER,
         _said("the connection was reset"), "the connection was reset"),
     Row((ShortBody, ShortRange), F.TRANSFER, _own, "its own message"),
+    Row((aiohttp.ClientOSError,), F.TRANSFER, _os, "name not resolved / TYPE: …"),
     Row((aiohttp.ClientError,), F.TRANSFER, _other, "TYPE: its first line"),
     Row((NotFollowed,), F.FINAL, _own, "… is a symlink …; not followed"),
     # Last: an OSError that is no network error comes from the sink (disk full, permissions).
