@@ -3,6 +3,7 @@
 Routes (KEY separates the counters of different tests):
   /bytes/N[?delay=S]          N deterministic bytes after S seconds, with Content-Length
   /status/CODE                that status, with a short body
+  /named?cd=VALUE             100 bytes with Content-Disposition: VALUE
   /flaky/KEY/FAILS/CODE[?retry_after=V]   CODE (with Retry-After: V) FAILS times, then 4 KiB
   /truncate/KEY/FAILS         FAILS times: Content-Length 100000 but 50000 bytes and a close
   /reset/KEY/FAILS            FAILS times: the connection is reset before any answer
@@ -208,6 +209,7 @@ class Server:
         r.add_get("/raw/{tail:.*}", self._raw)
         r.add_get("/big-header/{n}", self._big_header)
         r.add_get("/fault/{name}", self._fault)
+        r.add_get("/named", self._named)
         r.add_get("/{tail:.*}", self._anything)
         return app
 
@@ -223,6 +225,11 @@ class Server:
 
     async def _anything(self, request: web.Request) -> web.Response:
         return web.Response(body=body(request.path_qs, 100))
+
+    async def _named(self, request: web.Request) -> web.Response:
+        """/named?cd=VALUE: 100 bytes with `Content-Disposition: VALUE`."""
+        return web.Response(body=body(request.path_qs, 100),
+                            headers={"Content-Disposition": request.query["cd"]})
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.Response(status=int(request.match_info["code"]), text="nope")

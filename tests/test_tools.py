@@ -228,3 +228,40 @@ def test_help_says_how_to_force_a_file_or_a_url() -> None:
     flat = " ".join(proc.stdout.split())
     assert "./NAME is always a file" in flat and "echo URL | bulkfetch -" in flat
     assert sys.executable  # the CLI ran under this interpreter
+
+
+# --content-disposition
+
+
+def test_content_disposition_names_the_file(server: Server, tmp_path: Path) -> None:
+    """filename* first (RFC 6266), only the last segment, made safe, in the host's folder with
+    the URL's tag; a NAME keeps its NAME; off by default."""
+    from urllib.parse import quote
+
+    def named(value: str) -> str:
+        return server.url(f"/named?cd={quote(value)}")
+
+    plain = named('attachment; filename="report 2026.pdf"')
+    starred = named("attachment; filename=\"fallback.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf")
+    escaping = named('attachment; filename="../../etc/passwd"')
+    hidden = named('attachment; filename="\u202egpj.exe"')
+    kept = named('attachment; filename="ignored.bin"')
+    lines = [plain, starred, escaping, hidden, f"{kept}  mine/kept.bin"]
+    proc = run_cli(str(write_list(tmp_path / "u", lines)), "-o", str(tmp_path / "out"),
+                   "--content-disposition")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    folder = f"127.0.0.1_{server.port}/"
+    assert rows[plain]["path"].startswith(folder + "report 2026-")
+    assert rows[plain]["path"].endswith(".pdf")
+    assert rows[starred]["path"].startswith(folder + "résumé-")
+    assert rows[escaping]["path"].startswith(folder + "passwd-")
+    assert "\u202e" not in rows[hidden]["path"] and rows[hidden]["path"].startswith(folder)
+    assert rows[kept]["path"] == "mine/kept.bin"
+    for row in rows.values():
+        assert (tmp_path / "out" / row["path"]).is_file()
+    assert run_cli("verify", str(tmp_path / "out")).returncode == 0
+    # The same URLs without the option: the URL's own name.
+    proc = run_cli(str(write_list(tmp_path / "v", [plain])), "-o", str(tmp_path / "off"))
+    path = read_manifest(tmp_path / "off" / MANIFEST)[plain]["path"]
+    assert path.startswith(folder + "named-")

@@ -19,7 +19,7 @@ from bulkfetch.schedule import wire
 
 JOB = Job("u:1", "http://u:pw@h/x", SafeRelPath("h/x"), "h:80",
           prior=Prior("h/x", 10, "ab" * 32, '"e"', "Mon, 01 Jan 2024 00:00:00 GMT"),
-          resume=Resume(5, '"e"', 10), sha256="cd" * 32)
+          resume=Resume(5, '"e"', 10), sha256="cd" * 32, auto=True)
 
 
 @pytest.mark.parametrize("ticket", [
@@ -35,7 +35,7 @@ def test_a_ticket_round_trips(ticket: Ticket) -> None:
     Attempt(http_status=503, error="HTTP 503", failure=Failure.STATUS, retry_after_s=2.0,
             resume=Resume(100, '"v"', 200), received=100, final_url="http://h/z"),
     Attempt(http_status=200, size=9, sha256="ef" * 32, validators=Validators('"e"', None),
-            content_type="text/plain", not_modified=False),
+            content_type="text/plain", not_modified=False, path="h/named-0123456789abcdef.pdf"),
     Attempt(http_status=304, not_modified=True, validators=Validators(None, "date")),
 ])
 def test_a_settled_row_round_trips(attempt: Attempt) -> None:

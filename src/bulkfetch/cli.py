@@ -247,6 +247,11 @@ def fetch(
         envvar="BULKFETCH_STATUS_INTERVAL", metavar="SECONDS",
         help="Without the live table: a status line this often (0: never).",
     )] = 30.0,
+    content_disposition: Annotated[bool, typer.Option(
+        "--content-disposition", envvar="BULKFETCH_CONTENT_DISPOSITION",
+        help="Name a file (one without NAME) by the answer's Content-Disposition, in its "
+             "host's folder, with the URL's tag: the path then depends on the answer.",
+    )] = False,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", envvar="BULKFETCH_SKIP_EXISTING",
         help="A URL whose file an earlier run saved (still whole) is skipped, no request.",

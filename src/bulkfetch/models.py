@@ -88,6 +88,7 @@ class Job(Wire):
     prior: Prior | None = None
     resume: Resume | None = None
     sha256: str | None = None  # the digest the body must have (lower-case hex)
+    auto: bool = False  # the path is the automatic one (no NAME): an answer may rename it
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ class Attempt(Wire):
     received: int = 0  # body bytes that came over the wire in this attempt
     final_url: str | None = None  # the last hop's URL, when an answer came
     content_type: str | None = None
+    path: str | None = None  # where the body went, when not the job's (--content-disposition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +227,7 @@ class Settings:
     proxy: str | None = None  # None: HTTP_PROXY / HTTPS_PROXY / NO_PROXY from the environment
     cookies: Path | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    content_disposition: bool = False  # a file named by the answer's Content-Disposition
     refetch: Refetch = Refetch.REVALIDATE
     host_errors: int = 5  # consecutive connection failures that end a host's URLs; 0: never
     max_retry_after_s: float = 300.0  # a host asking to wait longer is given up on

@@ -156,6 +156,7 @@ def build(
         proxy=_proxy(o),
         cookies=o.path("cookies"),
         headers=_headers(o),
+        content_disposition=o.flag("content_disposition"),
         refetch=_refetch(o),
         host_errors=_int(o.whole("host_errors", 5)),
         max_retry_after_s=_float(o.seconds("max_retry_after", 300.0)),

@@ -54,6 +54,7 @@ async def fetcher(
             timeouts=settings.timeouts,
             max_bytes=settings.max_bytes,
             conditional=settings.refetch is Refetch.REVALIDATE,
+            content_disposition=settings.content_disposition,
             observer=observer,
         )
 

@@ -16,9 +16,19 @@ from bulkfetch.http import failures, ranges
 from bulkfetch.http.failures import ShortBody, ShortRange, TooBig
 from bulkfetch.http.headers import parse_retry_after
 from bulkfetch.http.redirects import Hops
-from bulkfetch.models import Attempt, Failure, Job, Resume, Ticket, Timeouts, Validators
+from bulkfetch.models import (
+    Attempt,
+    Failure,
+    Job,
+    Resume,
+    SafeRelPath,
+    Ticket,
+    Timeouts,
+    Validators,
+)
 from bulkfetch.show.events import Observer
 from bulkfetch.show.outgoing import lossless
+from bulkfetch.store.layout import renamed
 from bulkfetch.store.sink import Body, Partial, Pending, Target
 
 CHUNK_BYTES = 256 * 1024
@@ -41,7 +51,8 @@ Cut = Callable[[int | None, int], None]  # an attempt cut off: its HTTP status, 
 class _Trace:
     """What an attempt has learnt so far: what a failure reports and leaves to continue from."""
 
-    __slots__ = ("content_type", "final_url", "http_status", "kept", "received", "validators")
+    __slots__ = ("content_type", "final_url", "http_status", "kept", "path", "received",
+                 "validators")
 
     def __init__(self, kept: Resume | None) -> None:
         self.http_status: int | None = None
@@ -50,6 +61,7 @@ class _Trace:
         self.received = 0
         self.final_url: str | None = None
         self.content_type: str | None = None
+        self.path: str | None = None  # named by the answer (--content-disposition)
 
     def failed(self, error: str, failure: Failure) -> Attempt:
         return Attempt(http_status=self.http_status, error=error, failure=failure,
@@ -87,6 +99,7 @@ class Fetcher:
         timeouts: Timeouts,
         max_bytes: int | None = None,
         conditional: bool = True,
+        content_disposition: bool = False,
         observer: Observer,
     ) -> None:
         self._hops = hops
@@ -96,6 +109,7 @@ class Fetcher:
         self._timeouts = timeouts
         self._max_bytes = max_bytes
         self._conditional = conditional
+        self._content_disposition = content_disposition
         self._observer = observer
 
     async def attempt(
@@ -124,7 +138,7 @@ class Fetcher:
             return Attempt(
                 http_status=trace.http_status, size=got.offset + got.size, sha256=sha256,
                 validators=trace.validators, received=got.size, final_url=trace.final_url,
-                content_type=trace.content_type,
+                content_type=trace.content_type, path=trace.path,
             )
         except Exception as exc:
             fault = failures.classify(exc, self._timeouts)
@@ -175,8 +189,10 @@ class Fetcher:
         big = (resp.content_length or 0) >= RESUMABLE_BYTES and self._big_streams < BIG_STREAMS
         body = Body(job.url, resp.content_length, trace.content_type,
                     replaces=job.prior is not None)
+        trace.path = self._named(job, resp)
         pending = self._sink.open(
-            job.path, body, partial=self._partial(job, resp, trace.kept, span),
+            SafeRelPath(trace.path or job.path), body,
+            partial=self._partial(job, resp, trace.kept, span),
             flush_bytes=BIG_FLUSH_BYTES if big else CHUNK_BYTES,
         )
         self._big_streams += big
@@ -192,6 +208,19 @@ class Fetcher:
             self._big_streams -= big
             trace.received = pending.size
         return pending
+
+    def _named(self, job: Job, resp: aiohttp.ClientResponse) -> str | None:
+        """--content-disposition: the answer's file name (RFC 6266, `filename*` first, as
+        aiohttp parses it) in place of the URL's, for a job without a NAME."""
+        if not self._content_disposition or not job.auto:
+            return None
+        try:
+            disposition = resp.content_disposition
+        except ValueError:  # a header that is no Content-Disposition at all
+            return None
+        if disposition is None or not disposition.filename:
+            return None
+        return renamed(job.path, disposition.filename)
 
     def _partial(
         self, job: Job, resp: aiohttp.ClientResponse, resume: Resume | None,

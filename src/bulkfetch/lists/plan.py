@@ -17,15 +17,10 @@ from yarl import URL
 
 from bulkfetch.lists.seen import DIGEST_BYTES, DigestSet
 from bulkfetch.models import Job, Result, SafeRelPath, Status, UrlLine
-from bulkfetch.show.outgoing import INVISIBLE, lossless, make_result
-from bulkfetch.store.layout import STATE_DIR
+from bulkfetch.show.outgoing import lossless, make_result
+from bulkfetch.store.layout import STATE_DIR, clean, tagged_leaf
 
-_STEM_MAX_BYTES = 100
 _SEGMENT_MAX_BYTES = 255
-# Unsafe in a file name: a separator or a reserved character anywhere, and what a reader
-# would not see (a bidi override turns `invoice\u202efdp.exe` into `invoice…exe.pdf` on screen).
-_UNSAFE = re.compile(f'[{INVISIBLE}/\\\\:*?"<>|]')
-_EXT = re.compile(r"\.[A-Za-z0-9]{1,10}$")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _HOSTS_KEPT = 10_000
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # a list's byte that was not UTF-8
@@ -63,17 +58,9 @@ def host_key(url: URL) -> str:
     return f"{(url.raw_host or '').lower()}:{url.port}"
 
 
-def _clean(segment: str) -> str:
-    return _UNSAFE.sub("_", segment).strip(" .")
-
-
-def _truncate_utf8(text: str, limit: int) -> str:
-    return text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
-
-
 def host_folder(url: URL) -> str:
     """The folder of a URL's host under --out: `host`, or `host_PORT` for another port."""
-    host = _clean((url.raw_host or "").replace(":", "-")) or "_"
+    host = clean((url.raw_host or "").replace(":", "-")) or "_"
     return host if url.is_default_port() else f"{host}_{url.explicit_port}"
 
 
@@ -81,11 +68,8 @@ def auto_path(url: URL, url_digest: bytes, host: str | None = None) -> SafeRelPa
     """The output path that depends only on the URL (`host`: its `host_folder`, if known)."""
     host = host or host_folder(url)
     last = url.raw_path.rstrip("/").rsplit("/", 1)[-1]
-    leaf = _clean(urllib.parse.unquote(last) if "%" in last else last) or "index"
-    match = _EXT.search(leaf)
-    stem, ext = (leaf[: match.start()], match.group()) if match and match.start() else (leaf, "")
-    stem = _truncate_utf8(stem, _STEM_MAX_BYTES)
-    return SafeRelPath(f"{host}/{stem}-{url_digest.hex()[:16]}{ext}")
+    leaf = urllib.parse.unquote(last) if "%" in last else last
+    return SafeRelPath(f"{host}/{tagged_leaf(leaf, url_digest.hex()[:16])}")
 
 
 def check_name(name: str) -> SafeRelPath:
@@ -187,7 +171,8 @@ class Planner:
             except ValueError as exc:
                 return Rejected(line.where, line.url, f"{line.where}: NAME {line.name!r} {exc}")
         return Job(
-            where=line.where, url=line.url, path=path, host=host, sha256=checksum
+            where=line.where, url=line.url, path=path, host=host, sha256=checksum,
+            auto=line.name is None,
         )
 
     def _host(self, url: URL) -> tuple[str, str]:

@@ -283,7 +283,7 @@ class Scheduler:
             status = Status.FAILED
         else:
             status = Status.NOT_MODIFIED if attempt.not_modified else Status.OK
-        path: str | None = job.path
+        path: str | None = attempt.path or job.path
         size, sha256 = attempt.size, attempt.sha256
         prior = job.prior
         if error or attempt.not_modified:  # the earlier run's file stays: the line names it

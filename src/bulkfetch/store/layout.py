@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from bulkfetch.models import Shard
+from bulkfetch.show.outgoing import INVISIBLE
 
 STATE_DIR = ".bulkfetch"
 SHARDS_DIR = "shards"
@@ -33,6 +35,41 @@ def url_key(url: str) -> bytes:
     """What a URL is known by at rest (the state's key, a partial's name): a digest of the URL
     as listed, so that no password it holds is ever kept on disk."""
     return hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=URL_KEY_BYTES).digest()
+
+
+STEM_MAX_BYTES = 100
+# Unsafe in a file name: a separator or a reserved character anywhere, and what a reader
+# would not see (a bidi override turns `invoice\u202efdp.exe` into `invoice…exe.pdf` on screen).
+_UNSAFE = re.compile(f'[{INVISIBLE}/\\\\:*?"<>|]')
+_EXT = re.compile(r"\.[A-Za-z0-9]{1,10}$")
+_TAG = re.compile(r"-([0-9a-f]{16})(\.[A-Za-z0-9]{1,10})?$")  # an automatic name's end
+
+
+def clean(segment: str) -> str:
+    """One path segment fit for any file system and any reader."""
+    return _UNSAFE.sub("_", segment).strip(" .")
+
+
+def tagged_leaf(leaf: str, tag: str) -> str:
+    """An automatic file name: `stem-TAG.ext`, TAG the URL's (16 hex digits), so that two URLs
+    never share a name; the stem cut to STEM_MAX_BYTES."""
+    leaf = clean(leaf) or "index"
+    match = _EXT.search(leaf)
+    stem, ext = (leaf[: match.start()], match.group()) if match and match.start() else (leaf, "")
+    stem = stem.encode("utf-8", "surrogatepass")[:STEM_MAX_BYTES].decode("utf-8", "ignore")
+    return f"{stem}-{tag}{ext}"
+
+
+def renamed(auto_path: str, filename: str) -> str | None:
+    """`auto_path` (an automatic name) with its file name taken from `filename` (a
+    Content-Disposition's): its last segment made safe, in the same folder, with the same
+    tag. None when `filename` leaves nothing usable."""
+    folder, _, leaf = auto_path.rpartition("/")
+    tag = _TAG.search(leaf)
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    if tag is None or not clean(base):
+        return None
+    return f"{folder}/{tagged_leaf(base, tag[1])}" if folder else tagged_leaf(base, tag[1])
 
 
 def part_of(path: Path) -> Path:
