@@ -27,6 +27,19 @@ def test_the_indexed_job_passes_strict_schema_validation() -> None:
     assert "passed" in proc.stdout + proc.stderr
 
 
+def test_what_people_copy_from_the_files_works_as_pasted() -> None:
+    """A local image with `:latest` would be pulled (Always) from a registry that has none;
+    the Dockerfile's own example runs as the user (files in out/ are theirs); a checkout
+    installs the extra with `.[s3]`."""
+    job = yaml.safe_load(JOB.read_text())
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    header = (ROOT / "Dockerfile").read_text().split("\nFROM", 1)[0]
+    assert '--user "$(id -u):$(id -g)"' in header
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install '.[s3]'" in readme and "pip install 'bulkfetch[s3]'" not in readme
+
+
 def test_its_pods_run_one_shard_each(server: Server, tmp_path: Path) -> None:
     job = yaml.safe_load(JOB.read_text())
     spec = job["spec"]
