@@ -265,3 +265,23 @@ def test_content_disposition_names_the_file(server: Server, tmp_path: Path) -> N
     proc = run_cli(str(write_list(tmp_path / "v", [plain])), "-o", str(tmp_path / "off"))
     path = read_manifest(tmp_path / "off" / MANIFEST)[plain]["path"]
     assert path.startswith(folder + "named-")
+
+
+def test_remote_time_dates_the_file_by_last_modified(server: Server, tmp_path: Path) -> None:
+    """-R: the origin's Last-Modified (here Sun, 01 Nov 2026 00:00:00 GMT); off by default,
+    the file is dated when it arrived. A big body (kept as a partial) the same."""
+    import time
+    from email.utils import parsedate_to_datetime
+
+    small, big = server.url("/ranged/dated?size=1000"), server.url("/ranged/dated?size=3000000")
+    origin = parsedate_to_datetime("Sun, 01 Nov 2026 00:00:00 GMT").timestamp()
+    proc = run_cli(str(write_list(tmp_path / "u", [small, big])), "-o", str(tmp_path / "on"),
+                   "-R")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_manifest(tmp_path / "on" / MANIFEST)
+    for url in (small, big):
+        assert (tmp_path / "on" / rows[url]["path"]).stat().st_mtime == origin
+    before = time.time() - 5
+    run_cli(str(write_list(tmp_path / "v", [small])), "-o", str(tmp_path / "off"))
+    path = read_manifest(tmp_path / "off" / MANIFEST)[small]["path"]
+    assert (tmp_path / "off" / path).stat().st_mtime > before

@@ -85,6 +85,7 @@ class Options(TypedDict, total=False):
     cookies: str | os.PathLike[str] | None
     headers: Sequence[tuple[str, str] | str] | Mapping[str, str]
     content_disposition: bool
+    remote_time: bool
     skip_existing: bool
     force: bool
     refetch: Refetch | str  # the two at once
@@ -126,8 +127,8 @@ def fetch(
     Options, the CLI's by their names (`--per-host` is per_host): concurrency, retries,
     backoff_s, timeout, connect_timeout, read_timeout, timeouts, per_host, rate, host_rate,
     max_redirects, max_bytes, user_agent, cacert, insecure, cert, key, tls, user, netrc,
-    proxy, cookies, headers (a mapping or pairs), content_disposition, skip_existing, force,
-    refetch, host_errors, max_retry_after, window, manifest, state.
+    proxy, cookies, headers (a mapping or pairs), content_disposition, remote_time,
+    skip_existing, force, refetch, host_errors, max_retry_after, window, manifest, state.
 
     Raises UsageError (a bad option or source, in one line), LockedOut (another run holds
     `out`), SourceError (a list that cannot be read), RecordFailed (the manifest or the state

@@ -252,6 +252,11 @@ def fetch(
         help="Name a file (one without NAME) by the answer's Content-Disposition, in its "
              "host's folder, with the URL's tag: the path then depends on the answer.",
     )] = False,
+    remote_time: Annotated[bool, typer.Option(
+        "--remote-time", "-R", envvar="BULKFETCH_REMOTE_TIME",
+        help="A file's modification time from the answer's Last-Modified (off: when it "
+             "arrived).",
+    )] = False,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", envvar="BULKFETCH_SKIP_EXISTING",
         help="A URL whose file an earlier run saved (still whole) is skipped, no request.",

@@ -228,6 +228,7 @@ class Settings:
     cookies: Path | None = None
     headers: tuple[tuple[str, str], ...] = ()
     content_disposition: bool = False  # a file named by the answer's Content-Disposition
+    remote_time: bool = False  # a file's mtime from the answer's Last-Modified
     refetch: Refetch = Refetch.REVALIDATE
     host_errors: int = 5  # consecutive connection failures that end a host's URLs; 0: never
     max_retry_after_s: float = 300.0  # a host asking to wait longer is given up on

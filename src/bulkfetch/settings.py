@@ -157,6 +157,7 @@ def build(
         cookies=o.path("cookies"),
         headers=_headers(o),
         content_disposition=o.flag("content_disposition"),
+        remote_time=o.flag("remote_time"),
         refetch=_refetch(o),
         host_errors=_int(o.whole("host_errors", 5)),
         max_retry_after_s=_float(o.seconds("max_retry_after", 300.0)),

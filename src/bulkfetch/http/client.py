@@ -55,6 +55,7 @@ async def fetcher(
             max_bytes=settings.max_bytes,
             conditional=settings.refetch is Refetch.REVALIDATE,
             content_disposition=settings.content_disposition,
+            remote_time=settings.remote_time,
             observer=observer,
         )
 

@@ -14,7 +14,7 @@ import aiohttp
 
 from bulkfetch.http import failures, ranges
 from bulkfetch.http.failures import ShortBody, ShortRange, TooBig
-from bulkfetch.http.headers import parse_retry_after
+from bulkfetch.http.headers import http_date, parse_retry_after
 from bulkfetch.http.redirects import Hops
 from bulkfetch.models import (
     Attempt,
@@ -100,6 +100,7 @@ class Fetcher:
         max_bytes: int | None = None,
         conditional: bool = True,
         content_disposition: bool = False,
+        remote_time: bool = False,
         observer: Observer,
     ) -> None:
         self._hops = hops
@@ -110,6 +111,7 @@ class Fetcher:
         self._max_bytes = max_bytes
         self._conditional = conditional
         self._content_disposition = content_disposition
+        self._remote_time = remote_time
         self._observer = observer
 
     async def attempt(
@@ -187,8 +189,10 @@ class Fetcher:
     ) -> Pending:
         """The whole body into a pending file or object (not yet published)."""
         big = (resp.content_length or 0) >= RESUMABLE_BYTES and self._big_streams < BIG_STREAMS
+        modified = http_date(resp.headers.get("Last-Modified")) if self._remote_time else None
         body = Body(job.url, resp.content_length, trace.content_type,
-                    replaces=job.prior is not None)
+                    replaces=job.prior is not None,
+                    mtime=modified.timestamp() if modified is not None else None)
         trace.path = self._named(job, resp)
         pending = self._sink.open(
             SafeRelPath(trace.path or job.path), body,

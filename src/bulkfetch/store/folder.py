@@ -180,7 +180,8 @@ class FolderSink:
         self, rel: SafeRelPath, body: Body | None = None, *, partial: Partial | None = None,
         flush_bytes: int = FLUSH_BYTES,
     ) -> PendingFile:
-        return PendingFile(self, rel, partial, flush_bytes)
+        return PendingFile(self, rel, partial, flush_bytes,
+                           mtime=body.mtime if body is not None else None)
 
     def partial(self, url: str, validator: str, offset: int, total: int | None) -> Partial:
         key = url_key(url).hex()
@@ -277,9 +278,11 @@ class PendingFile:
     """One body on its way to disk; hashed and counted as it is written."""
 
     def __init__(
-        self, sink: FolderSink, rel: SafeRelPath, partial: Partial | None, flush_bytes: int
+        self, sink: FolderSink, rel: SafeRelPath, partial: Partial | None, flush_bytes: int,
+        *, mtime: float | None = None,
     ) -> None:
         self._sink = sink
+        self._mtime = mtime
         self._flush_bytes = flush_bytes
         self._partial = partial
         self.offset = partial.offset if partial else 0
@@ -356,7 +359,11 @@ class PendingFile:
         in_one_go = self._fd < 0 and self._partial is None  # a small body: made right here
         self._write(chunks, last=True)
         fd, self._fd = self._fd, -1
-        os.close(fd)
+        try:
+            if self._mtime is not None:  # before the rename: the file appears with its date
+                os.utime(fd, (self._mtime, self._mtime))
+        finally:
+            os.close(fd)
         digest = self._hash.hexdigest()
         if expect_sha256 is not None and digest != expect_sha256:
             raise ChecksumMismatch(digest, expect_sha256)

@@ -30,6 +30,7 @@ class Body:
     length: int | None = None  # Content-Length, when announced
     content_type: str | None = None
     replaces: bool = False  # an earlier run of ours saved this URL at this path
+    mtime: float | None = None  # the file's modification time (--remote-time); None: now
 
 
 class ChecksumMismatch(Exception):
