@@ -32,6 +32,7 @@ Routes (KEY separates the counters of different tests):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import shutil
@@ -104,6 +105,8 @@ def serve_on(loop: asyncio.AbstractEventLoop, main: Coroutine[object, object, No
 
 
 class Server:
+    ipv6 = False  # also listening on [::1]
+
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.stats = Stats()
         self._ssl = ssl_context
@@ -155,6 +158,9 @@ class Server:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         for host in OTHER_HOSTS:  # more loopback addresses, the same port: more hosts
             await web.TCPSite(runner, host, self.port, ssl_context=self._ssl).start()
+        with contextlib.suppress(OSError):  # and ::1, where the machine has IPv6
+            await web.TCPSite(runner, "::1", self.port, ssl_context=self._ssl).start()
+            self.ipv6 = True
         self._started.set()
         await self._stop_event.wait()
         await runner.cleanup()

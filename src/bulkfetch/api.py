@@ -82,6 +82,7 @@ class Options(TypedDict, total=False):
     user: tuple[str, str] | str | None  # (USER, PASSWORD) or "USER:PASSWORD"
     netrc: bool
     proxy: str | None
+    dns_servers: str | Sequence[str]  # "IP[:PORT]", comma-separated, or a sequence
     cookies: str | os.PathLike[str] | None
     headers: Sequence[tuple[str, str] | str] | Mapping[str, str]
     content_disposition: bool
@@ -127,7 +128,7 @@ def fetch(
     Options, the CLI's by their names (`--per-host` is per_host): concurrency, retries,
     backoff_s, timeout, connect_timeout, read_timeout, timeouts, per_host, rate, host_rate,
     max_redirects, max_bytes, user_agent, cacert, insecure, cert, key, tls, user, netrc,
-    proxy, cookies, headers (a mapping or pairs), content_disposition, remote_time,
+    proxy, dns_servers, cookies, headers (a mapping or pairs), content_disposition, remote_time,
     skip_existing, force, refetch, host_errors, max_retry_after, window, manifest, state.
 
     Raises UsageError (a bad option or source, in one line), LockedOut (another run holds

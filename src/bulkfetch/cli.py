@@ -196,6 +196,12 @@ def fetch(
         "--netrc", envvar="BULKFETCH_NETRC",
         help="Basic credentials per host from $NETRC or ~/.netrc (--user wins).",
     )] = False,
+    dns_servers: Annotated[str | None, typer.Option(
+        "--dns-servers", envvar="BULKFETCH_DNS_SERVERS", metavar="IP[:PORT],...",
+        show_default=False,
+        help="Ask these DNS servers (curl's name) [default: those of /etc/resolv.conf; "
+             "/etc/hosts first either way].",
+    )] = None,
     proxy: Annotated[str | None, typer.Option(
         envvar="BULKFETCH_PROXY", metavar="URL", show_default=False,
         help="Proxy for every request, http://[user:password@]host:port, or "

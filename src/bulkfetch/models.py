@@ -225,6 +225,7 @@ class Settings:
     user: tuple[str, str] | None = None  # Basic auth, dropped on a redirect to another origin
     netrc: bool = False
     proxy: str | None = None  # None: HTTP_PROXY / HTTPS_PROXY / NO_PROXY from the environment
+    dns_servers: tuple[str, ...] = ()  # "IP" or "IP:PORT"; (): those of /etc/resolv.conf
     cookies: Path | None = None
     headers: tuple[tuple[str, str], ...] = ()
     content_disposition: bool = False  # a file named by the answer's Content-Disposition

@@ -10,6 +10,7 @@ one refuses, the other refuses too (tests/test_settings.py runs each through bot
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -154,6 +155,7 @@ def build(
         user=_user(o),
         netrc=o.flag("netrc"),
         proxy=_proxy(o),
+        dns_servers=_dns_servers(o),
         cookies=o.path("cookies"),
         headers=_headers(o),
         content_disposition=o.flag("content_disposition"),
@@ -394,6 +396,31 @@ def _header(o: Options, option: str, item: object) -> tuple[str, str]:
 def _first_word(text: str) -> str:
     word = text.split(None, 1)[0] if text.split() else ""
     return f"{word[:40]} …" if word != text else word[:40]
+
+
+def _dns_servers(o: Options) -> tuple[str, ...]:
+    """`IP[:PORT]` (an IPv6 address in brackets with a port), comma-separated or a sequence."""
+    value = o.raw("dns_servers")
+    if value is None or value == "":
+        return ()
+    given = value.split(",") if isinstance(value, str) else list(value)
+    servers = []
+    for entry in given:
+        text = str(entry).strip()
+        host, port = text, ""
+        if text.startswith("["):
+            host, _, port = text[1:].partition("]")
+            port = port.removeprefix(":")
+        elif text.count(":") == 1:
+            host, port = text.split(":")
+        try:
+            ipaddress.ip_address(host)
+            if port and not 0 < int(port) < 65536:
+                raise ValueError(port)
+        except ValueError:
+            raise o.bad("dns_servers", text, "expected IP or IP:PORT, comma-separated") from None
+        servers.append(text)
+    return tuple(servers)
 
 
 def _user_agent(o: Options) -> str | None:

@@ -97,7 +97,9 @@ def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSe
     # own per host.
     socks = extras.credentials.proxies.socks
     connector = (socks_connector(socks, limit=limit, ssl=extras.ssl_context) if socks
-                 else aiohttp.TCPConnector(limit=limit, ssl=extras.ssl_context))
+                 else aiohttp.TCPConnector(limit=limit, ssl=extras.ssl_context,
+                                           resolver=resolver(settings.dns_servers),
+                                           ttl_dns_cache=None))
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=_cookie_jar(extras.cookies),
@@ -115,6 +117,24 @@ def _session(settings: Settings, extras: Extras, limit: int) -> aiohttp.ClientSe
         max_field_size=MAX_HEADER_BYTES,
         read_bufsize=CHUNK_BYTES,  # smaller, and the socket pauses and resumes per chunk
     )
+
+
+DNS_TIMEOUT_S = 3.0  # a resolver that does not answer: each try waits this long
+DNS_TRIES = 2
+
+
+def resolver(servers: Sequence[str] = ()) -> aiohttp.abc.AbstractResolver:
+    """c-ares on the loop (aiodns): no thread per lookup, /etc/hosts honoured, a timeout of
+    its own; the answers are kept for the run (the connector's cache, ttl None). Python's
+    getaddrinfo on the loop's threads only where aiodns cannot be imported."""
+    try:
+        import aiodns  # noqa: F401  # aiohttp's AsyncResolver needs it
+    except ImportError:
+        return aiohttp.ThreadedResolver()
+    if servers:
+        return aiohttp.AsyncResolver(nameservers=list(servers), timeout=DNS_TIMEOUT_S,
+                                     tries=DNS_TRIES)
+    return aiohttp.AsyncResolver(timeout=DNS_TIMEOUT_S, tries=DNS_TRIES)
 
 
 def _cookie_jar(cookies: Sequence[tuple[Morsel[str], URL]]) -> aiohttp.abc.AbstractCookieJar:

@@ -120,7 +120,9 @@ def _timed_out(exc: TimeoutError, timeouts: Timeouts) -> str:
 
 
 def _unresolved(exc: aiohttp.ClientConnectorDNSError, timeouts: Timeouts) -> str:
-    return f"cannot connect to {exc.host}:{exc.port}: name not resolved"
+    late = "timeout" in str(exc.os_error).lower()  # c-ares: "Timeout while contacting DNS…"
+    why = " (the resolver did not answer in time)" if late else ""
+    return f"cannot connect to {exc.host}:{exc.port}: name not resolved{why}"
 
 
 _OS_REASONS = {
