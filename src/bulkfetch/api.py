@@ -27,6 +27,7 @@ from typing import TypedDict, Unpack
 from bulkfetch import settings as settings_
 from bulkfetch.errors import Interrupted, LockedOut, Terminated, UsageError
 from bulkfetch.http import client, creds, tls
+from bulkfetch.http.pace import BytePace
 from bulkfetch.lists.intake import Listed, Source
 from bulkfetch.models import (
     Job,
@@ -71,6 +72,7 @@ class Options(TypedDict, total=False):
     per_host: int
     rate: float | None
     host_rate: float | None
+    limit_rate: int | str | None  # bytes per second, or "500k", "32M"
     max_redirects: int
     max_bytes: int | str | None  # bytes, or "500k", "10M", "2G"
     user_agent: str | None
@@ -127,6 +129,7 @@ def fetch(
 
     Options, the CLI's by their names (`--per-host` is per_host): concurrency, retries,
     backoff_s, timeout, connect_timeout, read_timeout, timeouts, per_host, rate, host_rate,
+    limit_rate,
     max_redirects, max_bytes, user_agent, cacert, insecure, cert, key, tls, user, netrc,
     proxy, dns_servers, cookies, headers (a mapping or pairs), content_disposition, remote_time,
     skip_existing, force, refetch, host_errors, max_retry_after, window, manifest, state.
@@ -285,7 +288,9 @@ def prepare(settings: Settings, sources: Sequence[SourceSpec]) -> client.Extras:
     except OSError as exc:
         raise UsageError(f"--manifest {str(settings.manifest)!r}: cannot write: "
                          f"{exc.strerror or exc}") from exc
-    return client.Extras(ssl_context=ssl_context, credentials=credentials, cookies=jar)
+    pace = BytePace(settings.limit_rate) if settings.limit_rate else None
+    return client.Extras(ssl_context=ssl_context, credentials=credentials, cookies=jar,
+                         pace=pace)
 
 
 def execute(

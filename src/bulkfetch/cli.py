@@ -196,6 +196,11 @@ def fetch(
         "--netrc", envvar="BULKFETCH_NETRC",
         help="Basic credentials per host from $NETRC or ~/.netrc (--user wins).",
     )] = False,
+    limit_rate: Annotated[str | None, typer.Option(
+        "--limit-rate", envvar="BULKFETCH_LIMIT_RATE", metavar="SIZE", show_default=False,
+        help="Body bytes per second for the whole run, all transfers and workers together "
+             "(500k, 32M; powers of 1024) [default: no cap].",
+    )] = None,
     dns_servers: Annotated[str | None, typer.Option(
         "--dns-servers", envvar="BULKFETCH_DNS_SERVERS", metavar="IP[:PORT],...",
         show_default=False,
@@ -292,7 +297,8 @@ def fetch(
     extras = api.prepare(settings, settings.sources)
     if summary_to is not None:
         _check_summary_json(summary_to)
-    display = Display(shown, limit=settings.concurrency, stream=sys.stderr)
+    display = Display(shown, limit=settings.concurrency, stream=sys.stderr,
+                      rate_cap=settings.limit_rate)
     if "-" in settings.sources and sys.stdin.isatty():
         display.say("reading URLs from standard input (one a line; end with Ctrl-D)")
     summary = api.execute(settings, settings.sources, display, extras=extras,

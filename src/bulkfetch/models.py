@@ -218,6 +218,7 @@ class Settings:
     per_host: int = 0  # 0: no limit per host beyond --concurrency
     rate: float | None = None  # requests per second, all hosts together
     host_rate: float | None = None  # requests per second to any one host
+    limit_rate: int | None = None  # body bytes per second, the whole run together
     max_redirects: int = 10
     max_bytes: int | None = None  # a larger body fails and is not kept
     user_agent: str | None = None  # None: bulkfetch/VERSION

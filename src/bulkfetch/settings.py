@@ -148,6 +148,7 @@ def build(
         per_host=_int(o.whole("per_host", 0)),
         rate=o.seconds("rate", None),
         host_rate=o.seconds("host_rate", None),
+        limit_rate=_rate_cap(o),
         max_redirects=_int(o.whole("max_redirects", 10)),
         max_bytes=_size(o, "max_bytes"),
         user_agent=_user_agent(o),
@@ -297,6 +298,13 @@ def _tls(o: Options) -> Tls:
     if given.key is not None and given.cert is None:
         raise UsageError(f"{o.called('key')} goes with {o.called('cert')}")
     return given
+
+
+def _rate_cap(o: Options) -> int | None:
+    cap = _size(o, "limit_rate")
+    if cap == 0:
+        raise o.bad("limit_rate", 0, "expected a size per second above 0, such as 500k or 32M")
+    return cap
 
 
 def _size(o: Options, name: str) -> int | None:

@@ -21,6 +21,7 @@ from bulkfetch import __version__
 from bulkfetch.http.creds import Credentials, socks_connector
 from bulkfetch.http.failures import MAX_HEADER_BYTES
 from bulkfetch.http.fetcher import CHUNK_BYTES, Fetcher
+from bulkfetch.http.pace import BytePace
 from bulkfetch.http.redirects import Hops
 from bulkfetch.models import Refetch, Resume, Settings
 from bulkfetch.show.events import Observer
@@ -37,6 +38,7 @@ class Extras:
     ssl_context: ssl.SSLContext | bool = True
     credentials: Credentials = field(default_factory=Credentials)
     cookies: Sequence[tuple[Morsel[str], URL]] = ()
+    pace: BytePace | None = None  # --limit-rate, shared with the worker processes
 
 
 @contextlib.asynccontextmanager
@@ -56,6 +58,7 @@ async def fetcher(
             conditional=settings.refetch is Refetch.REVALIDATE,
             content_disposition=settings.content_disposition,
             remote_time=settings.remote_time,
+            pace=extras.pace,
             observer=observer,
         )
 

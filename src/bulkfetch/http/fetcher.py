@@ -15,6 +15,7 @@ import aiohttp
 from bulkfetch.http import failures, ranges
 from bulkfetch.http.failures import ShortBody, ShortRange, TooBig
 from bulkfetch.http.headers import http_date, parse_retry_after
+from bulkfetch.http.pace import BytePace
 from bulkfetch.http.redirects import Hops
 from bulkfetch.models import (
     Attempt,
@@ -101,6 +102,7 @@ class Fetcher:
         conditional: bool = True,
         content_disposition: bool = False,
         remote_time: bool = False,
+        pace: BytePace | None = None,
         observer: Observer,
     ) -> None:
         self._hops = hops
@@ -112,6 +114,7 @@ class Fetcher:
         self._conditional = conditional
         self._content_disposition = content_disposition
         self._remote_time = remote_time
+        self._pace = pace
         self._observer = observer
 
     async def attempt(
@@ -258,9 +261,12 @@ class Fetcher:
     ) -> None:
         received = self._observer.received
         limit = self._max_bytes
+        pace = self._pace
         async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
             await pending.write(chunk)
             received(job, len(chunk))
+            if pace is not None:  # --limit-rate: wait for the turn of the next chunk
+                await pace.take(len(chunk))
             if limit is not None and pending.offset + pending.size > limit:
                 raise TooBig(_too_big(pending.offset + pending.size, limit, so_far=True))
         expected = resp.content_length

@@ -37,13 +37,16 @@ def owner(key: str, count: int) -> int:
 
 
 def divided(settings: Settings) -> Settings:
-    """The limits one shard may use. --rate counts the whole run, so each shard takes 1/N of
-    it; with --shard-by url a host's URLs are in every shard, so --per-host and --host-rate
-    are divided by N too (--per-host rounded down, at least 1)."""
+    """The limits one shard may use. --rate and --limit-rate count the whole run, so each
+    shard takes 1/N of them; with --shard-by url a host's URLs are in every shard, so
+    --per-host and --host-rate are divided by N too (--per-host rounded down, at least 1)."""
     shard = settings.shard
     if shard is None or shard.count == 1:
         return settings
     rate = settings.rate / shard.count if settings.rate else settings.rate
+    if settings.limit_rate:
+        settings = dataclasses.replace(
+            settings, limit_rate=max(1, settings.limit_rate // shard.count))
     if shard.by is ShardBy.HOST:
         return dataclasses.replace(settings, rate=rate)
     host_rate = settings.host_rate / shard.count if settings.host_rate else settings.host_rate

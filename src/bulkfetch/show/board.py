@@ -54,6 +54,7 @@ class Snapshot:
     failures: tuple[str, ...]
     waiting_on: tuple[str, ...] = ()  # while the window is full: hosts that cannot start now
     paused: tuple[str, ...] = ()  # hosts that asked for a break, with the time left
+    rate_cap: int | None = None  # --limit-rate, bytes per second
 
     @property
     def done(self) -> int:
@@ -75,8 +76,10 @@ class _Transfer:
 class Board:
     """An Observer that only counts; `snapshot()` turns the counts into a `Snapshot`."""
 
-    def __init__(self, *, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, limit: int, clock: Callable[[], float] = time.monotonic,
+                 rate_cap: int | None = None) -> None:
         self._clock = clock
+        self._rate_cap = rate_cap
         self._start = clock()
         self._limit = limit
         self._queued = 0
@@ -178,6 +181,7 @@ class Board:
             retrying=len(self._backing_off),
             in_flight=self._in_flight,
             limit=self._limit,
+            rate_cap=self._rate_cap,
             bytes=self._bytes,
             files_per_s=files_rate,
             bytes_per_s=bytes_rate,

@@ -84,9 +84,15 @@ def _status(snap: Snapshot) -> str:
         f"{snap.not_modified:,} not modified, {snap.skipped:,} skipped, "
         f"{snap.retrying:,} retrying; "
         f"{human_bytes(snap.bytes)}; {snap.files_per_s:,.0f} files/s, "
-        f"{human_bytes(snap.bytes_per_s)}/s; in flight {snap.in_flight}/{snap.limit}; "
+        f"{human_bytes(snap.bytes_per_s)}/s{capped(snap)}; "
+        f"in flight {snap.in_flight}/{snap.limit}; "
         f"elapsed {human_duration(snap.elapsed_s)}, ETA {human_duration(snap.eta_s)}"
     )
+
+
+def capped(snap: Snapshot) -> str:
+    """` (cap 6.3 MB/s)` under --limit-rate."""
+    return f" (cap {human_bytes(snap.rate_cap)}/s)" if snap.rate_cap else ""
 
 
 def urls(count: int) -> str:
@@ -124,13 +130,14 @@ class Display:
         *,
         limit: int,
         stream: TextIO,
+        rate_cap: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(
             datetime.UTC),
     ) -> None:
         self.settings = settings
         self._wall_clock = wall_clock
-        self.board = Board(limit=limit, clock=clock)
+        self.board = Board(limit=limit, clock=clock, rate_cap=rate_cap)
         self._stream = stream
         self._live: LiveView | None = None
         if settings.mode is Mode.LIVE:

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from bulkfetch.models import Summary
 from bulkfetch.show.board import Board, Snapshot
-from bulkfetch.show.display import REFRESH_S, human_bytes, human_duration, total
+from bulkfetch.show.display import REFRESH_S, capped, human_bytes, human_duration, total
 from bulkfetch.show.outgoing import line as shown
 
 
@@ -81,7 +81,7 @@ def _overview(snap: Snapshot, width: int) -> Table:
             status += ["  ", (f"{count:,} {what}", "yellow" if what == "retrying" else "")]
     overview.add_row("status", Text.assemble(*status))
     overview.add_row("received", human_bytes(snap.bytes))
-    rate = f"{snap.files_per_s:,.0f} files/s  {human_bytes(snap.bytes_per_s)}/s"
+    rate = f"{snap.files_per_s:,.0f} files/s  {human_bytes(snap.bytes_per_s)}/s{capped(snap)}"
     if width >= WIDE:
         rate += (f"  (last 5 s)   {snap.avg_files_per_s:,.0f} files/s  "
                  f"{human_bytes(snap.avg_bytes_per_s)}/s  (average)")
