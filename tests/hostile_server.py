@@ -8,6 +8,8 @@ announced length), so that the client meets them exactly as they would come off 
   /modified     200 with a Last-Modified that is not UTF-8
   /location     302 to a Location that is not UTF-8 (to /ctype, once decoded as bytes)
   /huge         200 announcing 10^15 bytes; sends 1 MiB blocks until the client hangs up
+  /disposition  200 with a Content-Disposition holding escapes, a bell and bytes not UTF-8
+  /disposition2 200 with a Content-Disposition whose filename* is not UTF-8 once decoded
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ ANSWERS = {
                                  b"Last-Modified: Sun, 01 Nov 2026 00:00:00 GMT"]),
     "/modified": _answer(b"200 OK", [b"Last-Modified: Sun, 01 Nov 2026 \xff\xfe GMT"]),
     "/location": _answer(b"302 Found", [b"Location: /ctype?\xff\xfe"], b""),
+    "/disposition": _answer(b"200 OK", [
+        b"Content-Disposition: attachment; filename\x1b]0;PWNED\x07\x1b[2J; x=\xff"]),
+    "/disposition2": _answer(b"200 OK", [
+        b"Content-Disposition: attachment; filename*=UTF-8''%ff%1b%5b2J.bin"]),
 }
 
 

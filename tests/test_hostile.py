@@ -55,6 +55,23 @@ def test_bad_bytes_on_the_wire_are_data(
     assert kept[hostile.url("/etag")] == '"\\xff\\xfe"'
 
 
+def test_a_hostile_content_disposition_reaches_no_terminal(
+    hostile: HostileServer, tmp_path: Path
+) -> None:
+    """Parsed without aiohttp's warning (which printed the header raw); a name of escapes and
+    undecodable bytes made safe, or none at all."""
+    urls = [hostile.url("/disposition"), hostile.url("/disposition2")]
+    proc = run_cli(str(write_list(tmp_path / "u", urls)), "-o", str(tmp_path / "out"),
+                   "--content-disposition", "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
+    assert "Warning" not in proc.stderr
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    for row in rows.values():
+        assert row["path"].isprintable() and (tmp_path / "out" / row["path"]).is_file()
+    assert rows[urls[1]]["path"].split("/")[-1].startswith("\ufffd_[2J-")  # replaced, escaped
+
+
 def test_a_second_run_over_escaped_validators_fetches_again(
     hostile: HostileServer, tmp_path: Path
 ) -> None:

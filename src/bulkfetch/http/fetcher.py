@@ -14,7 +14,7 @@ import aiohttp
 
 from bulkfetch.http import failures, ranges
 from bulkfetch.http.failures import ShortBody, ShortRange, TooBig
-from bulkfetch.http.headers import http_date, parse_retry_after
+from bulkfetch.http.headers import disposition_filename, http_date, parse_retry_after
 from bulkfetch.http.pace import BytePace
 from bulkfetch.http.redirects import Hops
 from bulkfetch.models import (
@@ -217,17 +217,12 @@ class Fetcher:
         return pending
 
     def _named(self, job: Job, resp: aiohttp.ClientResponse) -> str | None:
-        """--content-disposition: the answer's file name (RFC 6266, `filename*` first, as
-        aiohttp parses it) in place of the URL's, for a job without a NAME."""
+        """--content-disposition: the answer's file name (RFC 6266, `filename*` first) in
+        place of the URL's, for a job without a NAME."""
         if not self._content_disposition or not job.auto:
             return None
-        try:
-            disposition = resp.content_disposition
-        except ValueError:  # a header that is no Content-Disposition at all
-            return None
-        if disposition is None or not disposition.filename:
-            return None
-        return renamed(job.path, disposition.filename)
+        filename = disposition_filename(resp.headers.get("Content-Disposition"))
+        return renamed(job.path, filename) if filename else None
 
     def _partial(
         self, job: Job, resp: aiohttp.ClientResponse, resume: Resume | None,

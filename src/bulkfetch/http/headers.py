@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import email.utils
 from datetime import UTC, datetime
 
@@ -29,3 +30,27 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when is None:
         return None
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def disposition_filename(value: str | None) -> str | None:
+    """The file name a Content-Disposition gives: `filename*` (RFC 5987, decoded by its
+    charset) before `filename` (RFC 6266 4.3), as sent: the caller makes it safe. Parsed by
+    the standard library's RFC 2231 code, which warns of nothing: aiohttp's parser reports a
+    malformed header as a warning holding the header raw, and that would reach stderr."""
+    if not value:
+        return None
+    message = email.message.Message()
+    message["Content-Disposition"] = value
+    try:
+        params = message.get_params(header="content-disposition") or []
+    except (ValueError, LookupError):
+        return None
+    plain = starred = None
+    for name, param in params[1:]:
+        if name != "filename":
+            continue
+        if isinstance(param, tuple):  # filename*: (charset, language, value)
+            starred = email.utils.collapse_rfc2231_value(param)
+        else:
+            plain = param
+    return starred or plain or None

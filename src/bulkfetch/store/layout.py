@@ -40,7 +40,8 @@ def url_key(url: str) -> bytes:
 STEM_MAX_BYTES = 100
 # Unsafe in a file name: a separator or a reserved character anywhere, and what a reader
 # would not see (a bidi override turns `invoice\u202efdp.exe` into `invoice…exe.pdf` on screen).
-_UNSAFE = re.compile(f'[{INVISIBLE}/\\\\:*?"<>|]')
+# And a lone surrogate: a byte that was not UTF-8 (surrogateescape) makes no file name.
+_UNSAFE = re.compile(f'[{INVISIBLE}\ud800-\udfff/\\\\:*?"<>|]')
 _EXT = re.compile(r"\.[A-Za-z0-9]{1,10}$")
 _TAG = re.compile(r"-([0-9a-f]{16})(\.[A-Za-z0-9]{1,10})?$")  # an automatic name's end
 
