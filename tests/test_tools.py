@@ -261,6 +261,13 @@ def test_content_disposition_names_the_file(server: Server, tmp_path: Path) -> N
     for row in rows.values():
         assert (tmp_path / "out" / row["path"]).is_file()
     assert run_cli("verify", str(tmp_path / "out")).returncode == 0
+    # Again: each renamed file is this URL's, revalidated (the server's 200 here, as it sends
+    # no validators) or, with --skip-existing, skipped; never fetched as a stranger.
+    again = run_cli(str(tmp_path / "u"), "-o", str(tmp_path / "out"), "--content-disposition",
+                    "--skip-existing")
+    assert again.returncode == 0, again.stderr
+    assert {r["status"] for r in read_manifest(tmp_path / "out" / MANIFEST).values()} == {
+        "skipped"}
     # The same URLs without the option: the URL's own name.
     proc = run_cli(str(write_list(tmp_path / "v", [plain])), "-o", str(tmp_path / "off"))
     path = read_manifest(tmp_path / "off" / MANIFEST)[plain]["path"]

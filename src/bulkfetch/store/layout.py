@@ -73,6 +73,16 @@ def renamed(auto_path: str, filename: str) -> str | None:
     return f"{folder}/{tagged_leaf(base, tag[1])}" if folder else tagged_leaf(base, tag[1])
 
 
+def same_tag(auto_path: str, other: str) -> bool:
+    """`other` is `auto_path` renamed by a Content-Disposition: the same folder and tag (an
+    earlier run's file of the same URL, to revalidate rather than fetch again)."""
+    folder, _, leaf = auto_path.rpartition("/")
+    other_folder, _, other_leaf = other.rpartition("/")
+    tag, other_tag = _TAG.search(leaf), _TAG.search(other_leaf)
+    return (folder == other_folder and tag is not None and other_tag is not None
+            and tag[1] == other_tag[1])
+
+
 def part_of(path: Path) -> Path:
     """The hidden temp file beside `path` that becomes it by a rename."""
     return path.with_name(f".{path.name}{PART_SUFFIX}")

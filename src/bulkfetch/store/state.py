@@ -18,7 +18,7 @@ from typing import Any
 
 from bulkfetch.models import Prior, Result, Status, Validators
 from bulkfetch.show.outgoing import mask, record
-from bulkfetch.store.layout import url_key
+from bulkfetch.store.layout import same_tag, url_key
 
 _QUERY_URLS = 500
 SCHEMA_VERSION = 2  # 1: keyed by the URL itself, password and all
@@ -105,7 +105,9 @@ class StateReader:
             for key, *fields in rows:
                 prior = Prior(*fields)
                 url, path = wanted[key]
-                if prior.path == path and self._intact(prior):
+                # A file renamed by its answer (--content-disposition) is still this URL's.
+                same = prior.path == path or same_tag(path, prior.path)
+                if same and self._intact(prior):
                     found[url] = prior
         return found
 
