@@ -320,3 +320,27 @@ def test_help_lists_every_option_and_the_errors() -> None:
     assert set(bulkfetch.__all__) <= set(dir(bulkfetch))
     for name in bulkfetch.__all__:
         assert getattr(bulkfetch, name) is not None
+
+
+STREAM_SCRIPT = """
+import bulkfetch
+print("start", flush=True)
+try:
+    for result in bulkfetch.stream([[{url!r}]], {out!r}):
+        print("result", result.status, flush=True)
+except bulkfetch.Interrupted as exc:
+    print("interrupted", exc.summary.interrupted, isinstance(exc, KeyboardInterrupt))
+"""
+
+
+def test_ctrl_c_while_a_stream_waits_is_interrupted_with_a_summary(
+    server: Server, tmp_path: Path
+) -> None:
+    url = server.url("/stall/30?before=1000")
+    proc = _start(STREAM_SCRIPT.format(url=url, out=str(tmp_path / "out")))
+    wait_for(lambda: server.stats.count("/stall/30") == 1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert out.splitlines() == ["interrupted 1 True"]
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    assert [row["status"] for row in rows.values()] == ["interrupted"]

@@ -292,3 +292,77 @@ def test_remote_time_dates_the_file_by_last_modified(server: Server, tmp_path: P
     run_cli(str(write_list(tmp_path / "v", [small])), "-o", str(tmp_path / "off"))
     path = read_manifest(tmp_path / "off" / MANIFEST)[small]["path"]
     assert (tmp_path / "off" / path).stat().st_mtime > before
+
+
+# verify and report against what a hostile neighbour or a surprised user leaves in OUT.
+
+
+def test_verify_meets_odd_files_without_a_traceback_or_a_hang(
+    server: Server, tmp_path: Path
+) -> None:
+    """A file name that is not UTF-8 (unexpected, escaped), a FIFO planted at a saved file's
+    name (changed, never opened to block), a state row naming a path outside OUT (not read)."""
+    import contextlib
+    import sqlite3
+
+    out, rows = _saved(server, tmp_path)
+    paths = [row["path"] for row in rows.values()]
+    folder = (out / paths[0]).parent
+    (folder / "bad\udcffname").write_bytes(b"x")
+    (out / paths[1]).unlink()
+    os.mkfifo(out / paths[1])
+    (tmp_path / "secret.txt").write_bytes(b"s3cret")
+    with contextlib.closing(sqlite3.connect(out / ".bulkfetch" / "state.sqlite")) as db, db:
+        db.execute("INSERT INTO saved VALUES (x'00', 'u', '../secret.txt', 6, 'ab', NULL, NULL,"
+                   " 0)")
+    proc = run_cli("verify", str(out), "--json", timeout=30)
+    assert proc.returncode == 1
+    found = {(f["kind"], f["path"]): f["detail"] for f in map(json.loads,
+                                                              proc.stdout.splitlines()[:-1])}
+    assert ("unexpected", f"{paths[0].rsplit('/', 1)[0]}/bad\\xffname") in found
+    assert "not a plain file" in found[("changed", paths[1])]
+    assert found[("changed", "../secret.txt")] == "the state names a path outside OUT; not read"
+
+
+def test_verify_takes_the_newest_file_of_a_reused_name(server: Server, tmp_path: Path) -> None:
+    """NAME given to one URL, then to another: the file is the second's, and it matches."""
+    out = tmp_path / "out"
+    for n in (1, 2):
+        src = write_list(tmp_path / f"l{n}", [f"{server.url(f'/bytes/{700 + n}')}  same.bin"])
+        assert run_cli(str(src), "-o", str(out)).returncode == 0
+    proc = run_cli("verify", str(out))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_manifest_put_inside_out_is_known(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    src = write_list(tmp_path / "u", [server.url("/bytes/77"), server.url("/status/404")])
+    run_cli(str(src), "-o", str(out), "--manifest", str(out / "run.jsonl"), "--retries", "0")
+    assert run_cli("verify", str(out)).returncode == 0
+    proc = run_cli("report", str(out))
+    assert proc.returncode == 1 and "1 ok, 1 failed" in proc.stderr
+
+
+def test_verify_refuses_a_linked_state_folder(server: Server, tmp_path: Path) -> None:
+    out, _ = _saved(server, tmp_path)
+    (out / ".bulkfetch").rename(tmp_path / "elsewhere")
+    (out / ".bulkfetch").symlink_to(tmp_path / "elsewhere")
+    proc = run_cli("verify", str(out))
+    assert proc.returncode == 2 and "not followed" in proc.stderr
+    proc = run_cli("report", str(out))
+    assert proc.returncode == 2 and "not followed" in proc.stderr
+
+
+def test_report_passes_over_lines_that_are_no_result(server: Server, tmp_path: Path) -> None:
+    out, _ = _saved(server, tmp_path, count=2)
+    with (out / MANIFEST).open("a") as f:
+        f.write('{"status": "ok", "bytes": "lots", "url": "http://x/"}\n[1, 2]\n"text"\n')
+    proc = run_cli("report", str(out))
+    assert proc.returncode == 0 and "2 ok, 0 failed" in proc.stderr
+
+
+def test_a_password_with_a_space_is_masked(server: Server, tmp_path: Path) -> None:
+    url = server.url("/bytes/78").replace("http://", "http://alice:s3cr etI@")
+    proc = run_cli(url, "-o", str(tmp_path / "out"), "-v")
+    assert "s3cr etI" not in proc.stderr
+    assert "s3cr etI" not in (tmp_path / "out" / MANIFEST).read_text()

@@ -125,7 +125,8 @@ def fetch(
         still stops the run cleanly (asyncio's own handling) and then raises `Interrupted`.
         True: SIGINT, SIGTERM and SIGHUP stop it cleanly, the handlers there before are put
         back at the first one, and `Interrupted` (a KeyboardInterrupt) or `Terminated` (a
-        SystemExit) is raised with the Summary as `.summary`. Never `os._exit`.
+        SystemExit) is raised with the Summary as `.summary`. Never `os._exit`. Off the main
+        thread there are no signals to handle: it has no effect there.
 
     Options, the CLI's by their names (`--per-host` is per_host): concurrency, retries,
     backoff_s, timeout, connect_timeout, read_timeout, timeouts, per_host, rate, host_rate,

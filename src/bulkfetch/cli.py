@@ -434,7 +434,8 @@ def verify(
             if as_json:
                 _json_line(dataclasses.asdict(finding))
     verdict = checker.verdict()
-    words = (f"{verdict.checked:,} files checked ({verdict.bytes:,} bytes hashed): "
+    files = "1 file" if verdict.checked == 1 else f"{verdict.checked:,} files"
+    words = (f"{files} checked ({verdict.bytes:,} bytes hashed): "
              f"{verdict.missing:,} missing, {verdict.changed:,} changed, "
              f"{verdict.unexpected:,} unexpected")
     _say(f"{words}; all match" if verdict.ok else words)

@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Unpack
 
 from bulkfetch import api
-from bulkfetch.errors import UsageError
+from bulkfetch.errors import Interrupted, UsageError
 from bulkfetch.models import Result, Settings, Shard, ShardBy, Summary
 from bulkfetch.schedule.runner import StopToken
 from bulkfetch.show.relay import LoopRelay, Relay
@@ -92,13 +92,20 @@ class Stream:
         thread = threading.Thread(target=self._run, args=(relay, ran), daemon=True,
                                   name="bulkfetch-stream")
         thread.start()
+        interrupted = False
         try:
             while (result := relay.get()) is not None:
                 yield result
+        except KeyboardInterrupt:  # Ctrl-C while waiting for the next Result: as `fetch`
+            interrupted = True
         finally:
             relay.leave()  # nothing, when the run is over; else it stops, cleanly
             thread.join()
             self.summary = _summary(ran[0])
+        if interrupted and self.summary is not None:
+            raise Interrupted(self.summary)
+        if interrupted:
+            raise KeyboardInterrupt
         _raise(ran[0])
 
     def _run(self, relay: Relay, ran: list[Summary | BaseException]) -> None:

@@ -291,7 +291,8 @@ async def _fetch_all(
         # The run before this one keeps its manifest (the default one) under runs/.
         keep_in = layout.runs if settings.manifest == layout.manifest else None
         async with Manifest(
-            settings.manifest, writers, state=StateWriter(state_path), keep_in=keep_in,
+            settings.manifest, writers,
+            state=StateWriter(state_path, manifest=settings.manifest), keep_in=keep_in,
             on_failure=on_record_failure,
         ) as manifest:
             def record(result: Result, job: Job | None, validators: Validators | None) -> None:

@@ -28,7 +28,9 @@ from bulkfetch.models import Result, Status
 
 # scheme://USERINFO@ : the userinfo runs to the last "@" before the path, so a user name that
 # holds an "@" (alice@example.com:PASSWORD@host) is masked whole, as a browser parses it.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#\s\[\]]*)@")
+# A space or a tab may be part of a password someone typed (the URL then still works): only a
+# line break ends the userinfo. Masking too much of a line is the safe way to be wrong.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#\n\r\[\]]*)@")
 # What no reader should receive raw: C0, DEL, C1; bidi, zero-width and line separators.
 INVISIBLE = ("\x00-\x1f\x7f-\x9f"
              "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff")

@@ -37,7 +37,15 @@ import orjson
 from bulkfetch.models import Resume, SafeRelPath
 from bulkfetch.show.outgoing import mask
 from bulkfetch.store.jsonfile import write_json
-from bulkfetch.store.layout import OWN_FILES, PART_SUFFIX, PARTIAL_DIR, url_key
+from bulkfetch.store.layout import (
+    OWN_FILES,
+    PART_SUFFIX,
+    PARTIAL_DIR,
+    STATE_DIR,
+    Layout,
+    shard_homes,
+    url_key,
+)
 from bulkfetch.store.sink import Body, ChecksumMismatch, Partial
 from bulkfetch.store.threads import Writers, settle, write_all
 
@@ -103,7 +111,8 @@ def open_plain(name: str, flags: int, dir_fd: int) -> int:
     """An existing plain file, never through a symlink, never one with other names (a hard
     link planted to someone else's file)."""
     try:
-        fd = os.open(name, flags | os.O_CLOEXEC | _NOFOLLOW, dir_fd=dir_fd)
+        # O_NONBLOCK: a FIFO planted at the name would hold the open forever.
+        fd = os.open(name, flags | os.O_CLOEXEC | os.O_NONBLOCK | _NOFOLLOW, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotFollowed(f"{name!r} is a symlink; not followed") from exc
@@ -135,6 +144,27 @@ def check_home(out: Path, home: Path) -> None:
                     raise NotFollowed(f"'{rel}/{name}' is not a plain file; not used")
     finally:
         os.close(fd)
+
+
+class NoRun(Exception):
+    """No run ever wrote into this folder."""
+
+
+def run_homes(out: Path) -> list[Path]:
+    """The run's own folders under OUT (the plain one, the shards'), each checked as a run
+    checks it, for the commands that read them (`verify`, `report`): a link planted there is
+    refused (NotFollowed), not followed; NoRun where no run ever was."""
+    home = Layout.of(out, None).home
+    try:
+        info = os.lstat(home)
+    except OSError:
+        raise NoRun(f"{str(out)!r}: no run here (no {STATE_DIR}/)") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotFollowed(f"{str(home)!r} is not a folder (a symlink?); not followed")
+    homes = [home, *shard_homes(out)]
+    for each in homes:
+        check_home(out, each)  # raises NotFollowed
+    return homes
 
 
 class FolderSink:

@@ -9,10 +9,12 @@ is missing; one without a marker is unfinished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
 import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,9 @@ from bulkfetch.show import hosts
 from bulkfetch.show.hosts import HostRow, Hosts
 from bulkfetch.show.outgoing import mask
 from bulkfetch.show.tally import Tally
+from bulkfetch.store.folder import NoRun, run_homes
 from bulkfetch.store.layout import Layout, shard_homes
+from bulkfetch.store.state import manifest_of, read_only
 
 FAILURES_SHOWN = 10
 HOSTS_SHOWN = 20
@@ -64,6 +68,12 @@ class Report:
 
 
 def gather(out: Path) -> Report:
+    try:
+        run_homes(out)  # a link planted at .bulkfetch/ is refused, as a run refuses it
+    except NoRun:
+        pass  # said below, with what else is missing
+    except OSError as exc:
+        raise UsageError(f"{str(out)!r}: {exc.strerror or exc}") from exc
     found: dict[int, Path] = {}
     counts = set()
     for home in shard_homes(out):
@@ -93,13 +103,26 @@ def gather(out: Path) -> Report:
 def _plain(out: Path) -> Report:
     """A run without shards: its manifest (the latest run's), and whether it still runs."""
     layout = Layout.of(out, None)
-    if not layout.manifest.is_file():
+    manifest = layout.manifest if layout.manifest.is_file() else _manifest_elsewhere(layout)
+    if manifest is None:
         raise UsageError(f"{str(out)!r}: no run here (no .bulkfetch/manifest.jsonl, and no "
                          "shards)")
     totals, by_host = Totals(), Hosts()
-    _add(layout.manifest, totals, by_host)
+    _add(manifest, totals, by_host)
     running = ("run",) if _held(layout.lock) else ()
     return Report(out, 0, (), running, (), (), totals, tuple(by_host.rows()))
+
+
+def _manifest_elsewhere(layout: Layout) -> Path | None:
+    """The last run's --manifest, as its state remembers it."""
+    if not layout.state.is_file():
+        return None
+    try:
+        with contextlib.closing(read_only(layout.state)) as db:
+            found = manifest_of(db)
+    except sqlite3.Error:
+        return None
+    return Path(found) if found is not None and Path(found).is_file() else None
 
 
 def as_json(report: Report) -> bytes:
@@ -146,25 +169,27 @@ def lines(report: Report, *, hosts_shown: int = HOSTS_SHOWN) -> list[str]:
 
 
 def _add(manifest: Path, totals: Totals, by_host: Hosts) -> None:
+    """Every line of a manifest counted; a line that is no Result (cut by a crash, edited)
+    is passed over. Opened plainly, never through a link."""
     try:
-        with manifest.open("rb") as f:
-            for raw in f:
-                try:
-                    row = orjson.loads(raw)
-                except orjson.JSONDecodeError:  # a line cut by a crash: the shard is unfinished
-                    continue
-                status = row.get("status")
-                if status not in totals.counts:
-                    continue
-                size = int(row.get("bytes") or 0)
-                totals.add(Status(status), size)
-                url = str(row.get("url") or "")
-                by_host.add(url, Status(status), size, float(row.get("elapsed") or 0.0),
-                          row.get("error"))
-                if status == Status.FAILED and len(totals.failures) < FAILURES_SHOWN:
-                    totals.failures.append(mask(f"{row.get('url')}: {row.get('error')}"))
+        fd = os.open(manifest, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
-        pass
+        return
+    except OSError as exc:
+        raise UsageError(f"{str(manifest)!r}: cannot read: {exc.strerror or exc}") from exc
+    with open(fd, "rb") as f:
+        for raw in f:
+            try:
+                row = orjson.loads(raw)
+                status = Status(row["status"])
+                size, elapsed = int(row.get("bytes") or 0), float(row.get("elapsed") or 0.0)
+                url, error = str(row.get("url") or ""), row.get("error")
+            except (orjson.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError):
+                continue
+            totals.add(status, size)
+            by_host.add(url, status, size, elapsed, error if isinstance(error, str) else None)
+            if status is Status.FAILED and len(totals.failures) < FAILURES_SHOWN:
+                totals.failures.append(mask(f"{url}: {error}"))
 
 
 def _held(lock: Path) -> bool:

@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS saved (
 ) WITHOUT ROWID
 """
 _INSERT = "INSERT OR REPLACE INTO saved VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# What `verify` and `report` need to know of the last run: where its manifest went.
+_FACTS = "CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -51,6 +53,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
         _migrate(db)
+    db.execute(_FACTS)
     return db
 
 
@@ -126,8 +129,9 @@ class StateReader:
 class StateWriter:
     """Saves what finished, a batch per transaction; used by one writer thread at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, manifest: Path | None = None) -> None:
         self._path = path
+        self._manifest = manifest
         self._db: sqlite3.Connection | None = None
         self._rows: list[tuple[Any, ...]] = []
 
@@ -155,13 +159,35 @@ class StateWriter:
         kept masked (here, off the event loop)."""
         if not rows:
             return
+        first = self._db is None
         if self._db is None:
             self._db = _connect(self._path)
         with self._db:
             self._db.execute("BEGIN")
+            if first and self._manifest is not None:
+                self._db.execute("INSERT OR REPLACE INTO facts VALUES ('manifest', ?)",
+                                 (str(self._manifest.resolve()),))
             self._db.executemany(_INSERT, ((url_key(url), record(url), *rest)
                                            for url, *rest in rows))
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
+
+
+def manifest_of(db: sqlite3.Connection) -> str | None:
+    """Where the last run that saved anything wrote its manifest (an absolute path), if the
+    state says so (a state of an older bulkfetch does not)."""
+    try:
+        row = db.execute("SELECT value FROM facts WHERE name = 'manifest'").fetchone()
+    except sqlite3.OperationalError:  # no such table
+        return None
+    return str(row[0]) if row else None
+
+
+def read_only(path: Path) -> sqlite3.Connection:
+    """The state, for reading only (`verify`, `report`), never through a link."""
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&nofollow=1"
+    db = sqlite3.connect(uri, uri=True, timeout=60)
+    db.execute("SELECT 1 FROM saved LIMIT 1")  # raises if it is no state
+    return db

@@ -14,17 +14,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import posixpath
 import sqlite3
 import stat
-import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bulkfetch.errors import LockedOut, UsageError
+from bulkfetch.show.outgoing import lossless
 from bulkfetch.store import lock
-from bulkfetch.store.folder import NotFollowed, open_folder, open_plain
-from bulkfetch.store.layout import STATE_DIR, Layout, shard_homes
+from bulkfetch.store.folder import NoRun, NotFollowed, open_folder, open_plain, run_homes
+from bulkfetch.store.layout import STATE_DIR, Layout
+from bulkfetch.store.state import manifest_of, read_only
 
 READ_BYTES = 1024 * 1024
 
@@ -59,17 +61,20 @@ class Verifier:
                 "computed (x-amz-meta-sha256, or the tag sha256 for a multipart one) and the "
                 "manifest has it too; S3 itself checks the bytes it stores, so compare those "
                 "(aws s3api head-object) or copy the objects down and verify the folder")
-        if not (out / STATE_DIR).is_dir():
-            raise UsageError(f"{str(out)!r}: no run here (no {STATE_DIR}/)")
         self._out = out
+        try:
+            self._homes = run_homes(out)
+        except NoRun as exc:
+            raise UsageError(str(exc)) from exc
+        except OSError as exc:
+            raise UsageError(f"{str(out)!r}: {exc.strerror or exc}") from exc
         self.progress: Callable[[int], None] = lambda nbytes: None  # each block hashed
         self._counts = {"missing": 0, "changed": 0, "unexpected": 0}
         self.checked = 0
         self.hashed = 0
 
     def states(self) -> list[Path]:
-        homes = [Layout.of(self._out, None).home, *shard_homes(self._out)]
-        return [Layout(home).state for home in homes if Layout(home).state.is_file()]
+        return [Layout(home).state for home in self._homes if Layout(home).state.is_file()]
 
     def total_bytes(self) -> int:
         """What the states say there is to hash (for a progress bar)."""
@@ -80,14 +85,12 @@ class Verifier:
         return int(total)
 
     def run(self) -> Iterator[Finding]:
-        homes = [Layout.of(self._out, None).home, *shard_homes(self._out)]
         with contextlib.ExitStack() as stack:
-            for home in homes:
+            for home in self._homes:
                 try:
                     stack.enter_context(lock.hold(Layout(home).lock))
                 except lock.Locked as exc:
-                    raise LockedOut(f"a run is writing {str(self._out)!r} ({exc}); verify "
-                                    "once it is over") from exc
+                    raise LockedOut(f"{exc}; verify once it is over") from exc
             root = os.open(self._out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             stack.callback(os.close, root)
             known = stack.enter_context(contextlib.closing(sqlite3.connect("")))
@@ -95,6 +98,15 @@ class Verifier:
             for state in self.states():
                 yield from self._check_state(state, root, known)
             yield from self._unexpected(known)
+
+    def _own(self, db: sqlite3.Connection, known: sqlite3.Connection) -> None:
+        """The last run's manifest, when it was put inside OUT (--manifest), is no stranger."""
+        manifest = manifest_of(db)
+        if manifest is not None:
+            with contextlib.suppress(ValueError):
+                inside = Path(manifest).relative_to(self._out.resolve()).as_posix()
+                with known:
+                    known.execute("INSERT OR IGNORE INTO known VALUES (?)", (inside,))
 
     def verdict(self) -> Verdict:
         c = self._counts
@@ -107,7 +119,15 @@ class Verifier:
     def _check_state(self, state: Path, root: int,
                      known: sqlite3.Connection) -> Iterator[Finding]:
         with contextlib.closing(_open_state(state)) as db:
-            for path, size, sha256 in db.execute("SELECT path, bytes, sha256 FROM saved"):
+            self._own(db, known)
+            # A path saved for several URLs (a NAME given to another URL later): the newest.
+            rows = db.execute("SELECT path, bytes, sha256 FROM saved "
+                              "ORDER BY path, fetched_at DESC")
+            last = None
+            for path, size, sha256 in rows:
+                if path == last:
+                    continue
+                last = path
                 with known:
                     known.execute("INSERT OR IGNORE INTO known VALUES (?)", (path,))
                 self.checked += 1
@@ -116,6 +136,8 @@ class Verifier:
 
     def _check_file(self, root: int, path: str, size: int,
                     sha256: str) -> tuple[str, str, str] | None:
+        if not _inside(path):  # a state someone wrote by hand: nothing outside OUT is read
+            return ("changed", lossless(path), "the state names a path outside OUT; not read")
         folder, _, name = path.rpartition("/")
         try:
             dir_fd = open_folder(root, folder, create=False)
@@ -157,10 +179,18 @@ class Verifier:
             dirs.sort()
             for name in sorted(files) + [d for d in dirs if _is_link(folder, d)]:
                 path = f"{rel}/{name}" if rel else name
-                if known.execute("SELECT 1 FROM known WHERE path = ?", (path,)).fetchone():
+                shown = lossless(path)  # a name that is not UTF-8 is in no state
+                if shown == path and known.execute(
+                        "SELECT 1 FROM known WHERE path = ?", (path,)).fetchone():
                     continue
                 kind = "a symlink" if _is_link(folder, name) else "not in the state"
-                yield self._found("unexpected", path, kind)
+                yield self._found("unexpected", shown, kind)
+
+
+def _inside(path: str) -> bool:
+    parts = path.split("/")
+    return (bool(path) and not path.startswith("/") and posixpath.normpath(path) == path
+            and ".." not in parts and parts[0] != STATE_DIR)
 
 
 def _is_link(folder: str, name: str) -> bool:
@@ -170,11 +200,7 @@ def _is_link(folder: str, name: str) -> bool:
 
 
 def _open_state(path: Path) -> sqlite3.Connection:
-    """Read only, never through a link; an empty state for a state of no table yet."""
-    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&nofollow=1"
     try:
-        db = sqlite3.connect(uri, uri=True, timeout=60)
-        db.execute("SELECT 1 FROM saved LIMIT 1")
+        return read_only(path)
     except sqlite3.Error as exc:
         raise UsageError(f"{str(path)!r}: cannot read the state: {exc}") from exc
-    return db
