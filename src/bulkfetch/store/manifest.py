@@ -120,8 +120,16 @@ class Manifest:
             self._on_failure(self.failure)
 
     def _write(self, file: BinaryIO, data: bytearray, rows: list[tuple[object, ...]]) -> None:
-        """Thread side: the manifest lines, then the same results' state rows."""
-        write_all(file.fileno(), [data])  # FileIO.write may take less than it is given
+        """Thread side: the manifest lines, then the same results' state rows. Lines that do
+        not all fit (a full disk) are taken back whole: the manifest never ends mid-line."""
+        fd = file.fileno()
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            write_all(fd, [data])  # FileIO.write may take less than it is given
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+            raise
         if self._state is not None:
             self._state.save(rows)
 
