@@ -354,12 +354,15 @@ class Server:
         wanted = request.headers.get("Range", "")
         if_range = request.headers.get("If-Range")
         honoured = name in self.ignore_if_range or if_range in (None, etag, modified)
-        start = int(wanted[6:].split("-")[0]) if wanted.startswith("bytes=") and honoured else 0
-        end = len(data)
+        asked = wanted[6:].split("-") if wanted.startswith("bytes=") and honoured else ["0", ""]
+        start, end = int(asked[0]), len(data)
+        if asked[1]:  # bytes=A-B: up to B, inclusive
+            end = min(end, int(asked[1]) + 1)
+        ranged = start > 0 or end < len(data)
         if start and "cap" in query:  # a CDN that serves ranges of at most `cap` bytes
             end = min(end, start + int(query["cap"]))
-        resp = web.StreamResponse(status=206 if start else 200, headers=headers)
-        if start:
+        resp = web.StreamResponse(status=206 if ranged else 200, headers=headers)
+        if ranged:
             resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
         resp.content_length = end - start
         await resp.prepare(request)

@@ -41,6 +41,7 @@ from bulkfetch.models import (
     Tls,
 )
 from bulkfetch.schedule import runner
+from bulkfetch.schedule import workers as workers_
 from bulkfetch.schedule.runner import StopToken
 from bulkfetch.schedule.scheduler import Room
 from bulkfetch.show import outgoing
@@ -73,6 +74,8 @@ class Options(TypedDict, total=False):
     rate: float | None
     host_rate: float | None
     limit_rate: int | str | None  # bytes per second, or "500k", "32M"
+    split: int  # connections for one big body
+    min_split_size: int | str  # bytes, or "20M"
     max_redirects: int
     max_bytes: int | str | None  # bytes, or "500k", "10M", "2G"
     user_agent: str | None
@@ -130,7 +133,7 @@ def fetch(
 
     Options, the CLI's by their names (`--per-host` is per_host): concurrency, retries,
     backoff_s, timeout, connect_timeout, read_timeout, timeouts, per_host, rate, host_rate,
-    limit_rate,
+    limit_rate, split, min_split_size,
     max_redirects, max_bytes, user_agent, cacert, insecure, cert, key, tls, user, netrc,
     proxy, dns_servers, cookies, headers (a mapping or pairs), content_disposition, remote_time,
     skip_existing, force, refetch, host_errors, max_retry_after, window, manifest, state.
@@ -145,7 +148,7 @@ def fetch(
         raise UsageError("bulkfetch.fetch() cannot run inside a running event loop: "
                          "use `await bulkfetch.fetch_async(...)` there")
     settings = settings_for(sources, out, shard=shard, shard_by=shard_by, options=options)
-    processes = settings_.workers(workers) or 1
+    processes = workers_.choose(settings_.workers(workers) or 1, settings)
     extras = prepare(settings, sources)
     relay = Relay() if on_result is not None else None
     reader = relay.serve(on_result) if relay is not None and on_result is not None else None

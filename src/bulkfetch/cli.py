@@ -201,6 +201,18 @@ def fetch(
         help="Body bytes per second for the whole run, all transfers and workers together "
              "(500k, 32M; powers of 1024) [default: no cap].",
     )] = None,
+    split: Annotated[int | None, typer.Option(
+        "--split", "-s", envvar="BULKFETCH_SPLIT", metavar="N", show_default=False,
+        help="Fetch a big body over up to N connections at once (Range requests, aria2c's "
+             "-s), when its server takes ranges and has a strong validator; each counts "
+             "against -c and --per-host. Runs in one process [default: 1].",
+    )] = None,
+    min_split_size: Annotated[str | None, typer.Option(
+        "--min-split-size", envvar="BULKFETCH_MIN_SPLIT_SIZE", metavar="SIZE",
+        show_default=False,
+        help="Each piece of a split body is at least this big: a body under twice it is not "
+             "split (1M to 1G) [default: 20M].",
+    )] = None,
     dns_servers: Annotated[str | None, typer.Option(
         "--dns-servers", envvar="BULKFETCH_DNS_SERVERS", metavar="IP[:PORT],...",
         show_default=False,

@@ -75,6 +75,8 @@ class Resume(Wire):
     offset: int
     validator: str  # a strong ETag or a Last-Modified date, sent as If-Range
     total: int | None = None  # the whole body's length, when it was announced
+    # A body fetched in segments (--split): each (start, end, next byte to write).
+    segments: tuple[tuple[int, int, int], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,8 @@ class Settings:
     rate: float | None = None  # requests per second, all hosts together
     host_rate: float | None = None  # requests per second to any one host
     limit_rate: int | None = None  # body bytes per second, the whole run together
+    split: int = 1  # connections for one big body (--split); 1: one
+    min_split_size: int = 20 << 20  # a body is split only into pieces at least this big
     max_redirects: int = 10
     max_bytes: int | None = None  # a larger body fails and is not kept
     user_agent: str | None = None  # None: bulkfetch/VERSION

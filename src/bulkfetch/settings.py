@@ -43,6 +43,7 @@ WHOLE: dict[str, tuple[int, int]] = {
     "host_errors": (0, 1_000_000),
     "window": (1, 100_000_000),
     "shard_count": (1, 1_000_000),
+    "split": (1, 64),
 }
 _FLAGS = {"headers": "--header", "timeouts": "--timeout", "tls": "--cacert"}
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a field name (RFC 9110 5.6.2)
@@ -149,6 +150,8 @@ def build(
         rate=o.seconds("rate", None),
         host_rate=o.seconds("host_rate", None),
         limit_rate=_rate_cap(o),
+        split=_int(o.whole("split", 1)),
+        min_split_size=_min_split(o),
         max_redirects=_int(o.whole("max_redirects", 10)),
         max_bytes=_size(o, "max_bytes"),
         user_agent=_user_agent(o),
@@ -298,6 +301,15 @@ def _tls(o: Options) -> Tls:
     if given.key is not None and given.cert is None:
         raise UsageError(f"{o.called('key')} goes with {o.called('cert')}")
     return given
+
+
+def _min_split(o: Options) -> int:
+    size = _size(o, "min_split_size")
+    if size is None:
+        return 20 << 20
+    if not 1 << 20 <= size <= 1 << 30:
+        raise o.bad("min_split_size", o.raw("min_split_size"), "expected 1M to 1G")
+    return size
 
 
 def _rate_cap(o: Options) -> int | None:

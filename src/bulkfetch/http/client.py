@@ -23,6 +23,7 @@ from bulkfetch.http.failures import MAX_HEADER_BYTES
 from bulkfetch.http.fetcher import CHUNK_BYTES, Fetcher
 from bulkfetch.http.pace import BytePace
 from bulkfetch.http.redirects import Hops
+from bulkfetch.http.split import Borrow
 from bulkfetch.models import Refetch, Resume, Settings
 from bulkfetch.show.events import Observer
 from bulkfetch.store.folder import FolderSink
@@ -43,9 +44,11 @@ class Extras:
 
 @contextlib.asynccontextmanager
 async def fetcher(
-    settings: Settings, extras: Extras, sink: Target, observer: Observer, *, limit: int
+    settings: Settings, extras: Extras, sink: Target, observer: Observer, *, limit: int,
+    borrow: Borrow | None = None,
 ) -> AsyncIterator[Fetcher]:
-    """A Fetcher with `limit` slots over a new session, closed on the way out."""
+    """A Fetcher with `limit` slots over a new session, closed on the way out; `borrow`
+    (the scheduler's, in the process that schedules) lends a split body more slots."""
     async with _session(settings, extras, limit) as session:
         hops = Hops(session, extras.credentials, headers=settings.headers,
                     max_redirects=settings.max_redirects)
@@ -59,6 +62,9 @@ async def fetcher(
             content_disposition=settings.content_disposition,
             remote_time=settings.remote_time,
             pace=extras.pace,
+            split=settings.split,
+            min_split_size=settings.min_split_size,
+            borrow=borrow,
             observer=observer,
         )
 

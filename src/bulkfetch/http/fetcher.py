@@ -17,6 +17,7 @@ from bulkfetch.http.failures import ShortBody, ShortRange, TooBig
 from bulkfetch.http.headers import disposition_filename, http_date, parse_retry_after
 from bulkfetch.http.pace import BytePace
 from bulkfetch.http.redirects import Hops
+from bulkfetch.http.split import Borrow, Segment, Split, plan, splittable
 from bulkfetch.models import (
     Attempt,
     Failure,
@@ -29,7 +30,9 @@ from bulkfetch.models import (
 )
 from bulkfetch.show.events import Observer
 from bulkfetch.show.outgoing import lossless
+from bulkfetch.store.folder import FolderSink
 from bulkfetch.store.layout import renamed
+from bulkfetch.store.segments import SplitFile
 from bulkfetch.store.sink import Body, Partial, Pending, Target
 
 CHUNK_BYTES = 256 * 1024
@@ -103,6 +106,9 @@ class Fetcher:
         content_disposition: bool = False,
         remote_time: bool = False,
         pace: BytePace | None = None,
+        split: int = 1,
+        min_split_size: int = 20 << 20,
+        borrow: Borrow | None = None,
         observer: Observer,
     ) -> None:
         self._hops = hops
@@ -115,6 +121,10 @@ class Fetcher:
         self._content_disposition = content_disposition
         self._remote_time = remote_time
         self._pace = pace
+        self._split = split if borrow is not None and isinstance(sink, FolderSink) else 1
+        self._min_split = min_split_size
+        self._borrow = borrow
+        self._unsplittable: set[str] = set()  # URLs whose server would not split after all
         self._observer = observer
 
     async def attempt(
@@ -155,6 +165,8 @@ class Fetcher:
     async def _exchange(self, job: Job, trace: _Trace) -> Pending | Attempt:
         """Send the request and take the answer: its body on the way to disk, or the verdict."""
         resume = trace.kept
+        if resume is not None and resume.segments:
+            return await self._split_again(job, trace, resume)
         get = self._hops.get(job.url, headers=_range(resume) if resume else self._conditions(job))
         async with get as resp:
             trace.http_status = resp.status
@@ -184,7 +196,68 @@ class Fetcher:
             if self._max_bytes is not None and announced > self._max_bytes:
                 return trace.failed(_too_big(announced, self._max_bytes), Failure.FINAL)
             self._observer.responded(job, resp.content_length)
+            if (validator := self._splits(job, resp, trace)) is not None:
+                return await self._split_anew(job, resp, trace, validator)
             return await self._receive(job, resp, trace, span)
+
+    # --split: a big body over several connections (http/split.py).
+
+    def _splits(self, job: Job, resp: aiohttp.ClientResponse, trace: _Trace) -> str | None:
+        if self._split < 2 or trace.kept is not None or job.url in self._unsplittable:
+            return None
+        return splittable(resp, self._split, self._min_split)
+
+    async def _split_anew(self, job: Job, resp: aiohttp.ClientResponse, trace: _Trace,
+                          validator: str) -> Pending | Attempt:
+        total = resp.content_length or 0
+        trace.path = self._named(job, resp)
+        segments = plan(total, self._split, self._min_split)
+        file = self._split_file(job, trace, validator, total, resp)
+        await file.open([s.row() for s in segments], fresh=True)
+        return await self._run_split(job, trace, file, segments, validator, total, resp)
+
+    async def _split_again(self, job: Job, trace: _Trace, resume: Resume) -> Pending | Attempt:
+        """Every segment of a split body continues where an earlier attempt left it."""
+        assert resume.segments is not None and resume.total is not None
+        segments = [Segment(*row) for row in resume.segments]
+        file = self._split_file(job, trace, resume.validator, resume.total, None)
+        await file.open(resume.segments, fresh=False)
+        quoted = resume.validator.startswith('"')
+        trace.validators = Validators(resume.validator if quoted else None,
+                                      None if quoted else resume.validator)
+        return await self._run_split(job, trace, file, segments, resume.validator,
+                                     resume.total, None)
+
+    def _split_file(self, job: Job, trace: _Trace, validator: str, total: int,
+                    resp: aiohttp.ClientResponse | None) -> SplitFile:
+        assert isinstance(self._sink, FolderSink)
+        modified = (http_date(resp.headers.get("Last-Modified"))
+                    if self._remote_time and resp is not None else None)
+        return SplitFile(self._sink, SafeRelPath(trace.path or job.path),
+                         self._sink.partial(job.url, validator, 0, total),
+                         mtime=modified.timestamp() if modified is not None else None)
+
+    async def _run_split(self, job: Job, trace: _Trace, file: SplitFile,
+                         segments: list[Segment], validator: str, total: int,
+                         first: aiohttp.ClientResponse | None) -> Pending | Attempt:
+        assert self._borrow is not None
+        split = Split(job, file, segments, validator=validator, total=total, hops=self._hops,
+                      borrow=self._borrow, connections=self._split, observer=self._observer,
+                      pace=self._pace)
+        try:
+            await split.run(first)
+        except ranges.Mismatch as exc:  # another version, or no ranges after all: start over
+            trace.kept = None
+            await file.discard()
+            if first is not None:
+                self._unsplittable.add(job.url)
+            return trace.failed(f"cannot fetch in segments: {exc}", Failure.TRANSFER)
+        except BaseException:
+            trace.kept = await file.discard(keep=True, segments=split.rows())
+            trace.received = file.size
+            raise
+        trace.received = file.size
+        return file
 
     async def _receive(
         self, job: Job, resp: aiohttp.ClientResponse, trace: _Trace,

@@ -356,7 +356,8 @@ async def _executor(
     limit = settings.concurrency
     async with (
         client.target(settings, writers, limit=limit) as sink,
-        client.fetcher(settings, extras, sink, observer, limit=limit) as fetcher,
+        client.fetcher(settings, extras, sink, observer, limit=limit,
+                       borrow=scheduler.borrow) as fetcher,
         local_executor(fetcher, limit, scheduler) as local,
     ):
         yield local

@@ -44,6 +44,12 @@ class Executor(Protocol):
     def start(self, ticket: Ticket) -> None:
         """Make the ticket's next attempt; report through the scheduler's `ended` and `settle`."""
 
+    def hold(self) -> None:
+        """Count a slot taken by an attempt's extra connection (`Scheduler.borrow`)."""
+
+    def release(self) -> None:
+        """That slot is free again."""
+
 
 class Room(Protocol):
     """The reader of the Results (a callback's thread, a stream's consumer): while it lags,
@@ -92,6 +98,8 @@ class Scheduler:
         self._intake: Intake | None = None
         self._told_total = False
         self._room = room
+        self._grants: dict[int, asyncio.Future[None]] = {}  # extra slots asked for, by id
+        self._executor: Executor | None = None
 
     async def run(self, intake: Intake, executor: Executor) -> BulkfetchError | None:
         """Until every entry of the lists has its Result. A list that breaks off ends the
@@ -188,14 +196,53 @@ class Scheduler:
         self._changed.set()
         return broken
 
+    @contextlib.asynccontextmanager
+    async def borrow(self, job: Job) -> AsyncIterator[None]:
+        """One more slot for `job`'s host, for an attempt's extra connection (--split): it
+        waits its turn in the frontier like a ticket (so -c, --per-host, --rate, --host-rate
+        and a host's pause hold it too), and is given back when the block ends."""
+        ticket = Ticket(next(self._ids), job)
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._grants[ticket.id] = granted
+        self._frontier.later(ticket, self._clock())  # at the front of its host's queue
+        self._changed.set()
+        try:
+            await granted
+        except BaseException:
+            if granted.done() and not granted.cancelled():  # granted as it was cancelled
+                self._give_back(ticket)
+            raise
+        try:
+            yield
+        finally:
+            self._give_back(ticket)
+
+    def _give_back(self, ticket: Ticket) -> None:
+        assert self._executor is not None
+        self._executor.release()
+        self._frontier.ended(ticket, self._clock())
+        self._changed.set()
+
+    def _grant(self, ticket: Ticket, executor: Executor) -> None:
+        granted = self._grants.pop(ticket.id)
+        if granted.done():  # its asker was cancelled meanwhile: the slot goes straight back
+            self._frontier.ended(ticket, self._clock())
+            return
+        executor.hold()
+        granted.set_result(None)
+
     async def _dispatch(self, executor: Executor) -> None:
+        self._executor = executor
         frontier = self._frontier
         while True:
             if self._room is not None and self._room.full():
                 await self._room.wait()  # the reader of the Results lags: nothing new starts
             now = self._clock()
             if executor.room() and (ticket := frontier.take(now)) is not None:
-                self._start(ticket, executor, now)
+                if ticket.id in self._grants:
+                    self._grant(ticket, executor)
+                else:
+                    self._start(ticket, executor, now)
                 continue
             if self._listed and not self._open:
                 return
@@ -322,6 +369,12 @@ class LocalExecutor:
     def start(self, ticket: Ticket) -> None:
         self._busy += 1
         self._group.create_task(self._run(ticket))
+
+    def hold(self) -> None:
+        self._busy += 1
+
+    def release(self) -> None:
+        self._busy -= 1
 
     async def _run(self, ticket: Ticket) -> None:
         def ended() -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulkfetch.errors import EXIT_INTERNAL, WorkerFailed
+from bulkfetch.errors import EXIT_INTERNAL, UsageError, WorkerFailed
 from bulkfetch.http import client
 from bulkfetch.models import Job, Settings, Ticket
 from bulkfetch.schedule import wire
@@ -53,7 +53,12 @@ _PR_SET_PDEATHSIG = 1
 def choose(requested: int | None, settings: Settings) -> int:
     """How many worker processes: as asked, or one per core (at most 4); never more than
     --concurrency; 1 (no workers) off Linux, where PDEATHSIG and a shared monotonic clock are
-    not to be had."""
+    not to be had, and with --split."""
+    if settings.split > 1:  # a split body's extra connections borrow slots in this process
+        if requested is not None and requested > 1:
+            raise UsageError("--split runs in one process (its extra connections take their "
+                             "slots from it): drop --workers")
+        return 1
     count = requested if requested is not None else min(cores(), MAX_WORKERS)
     if sys.platform != "linux":
         return 1
@@ -161,6 +166,13 @@ class ProcessExecutor:
 
     def room(self) -> bool:
         return self._free > 0
+
+    def hold(self) -> None:
+        """No attempt in the parent borrows a slot (--split runs in one process)."""
+        raise NotImplementedError("--split runs in one process")
+
+    def release(self) -> None:
+        raise NotImplementedError("--split runs in one process")
 
     def start(self, ticket: Ticket) -> None:
         child = max((c for c in self._children if c.alive), key=lambda c: c.credit)

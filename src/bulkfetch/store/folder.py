@@ -247,7 +247,32 @@ class FolderSink:
         total = meta.get("total")
         validator = meta["validator"]
         assert isinstance(validator, str)
+        if "segments" in meta:  # a split body: every segment continues where it stopped
+            segments = _segments(meta["segments"], total, size)
+            if segments is None:
+                return None
+            return Resume(0, validator, total if isinstance(total, int) else None,
+                          segments=segments)
         return Resume(size, validator, total if isinstance(total, int) else None)
+
+
+def _segments(rows: object, total: object,
+              size: int) -> tuple[tuple[int, int, int], ...] | None:
+    """A split partial's progress, if it makes sense for a file of `size` bytes: segments in
+    order that cover the whole body, each one's next byte within it."""
+    if not isinstance(rows, list) or not isinstance(total, int) or size != total:
+        return None
+    found, expected = [], 0
+    for row in rows:
+        if (not isinstance(row, list) or len(row) != 3
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in row)):
+            return None
+        start, end, done = row
+        if start != expected or not start <= done <= end:
+            return None
+        found.append((start, end, done))
+        expected = end
+    return tuple(found) if found and expected == total else None
 
 
 def _listing(root: Path) -> list[str]:
