@@ -117,6 +117,7 @@ class Server:
         self.root = Path(tempfile.mkdtemp(prefix="bulkfetch-served-"))
         self.versions: dict[str, int] = {}
         self.ignore_if_range: set[str] = set()  # /ranged/NAME answers every Range with a 206
+        self.ignore_ranges: set[str] = set()  # /ranged/NAME says Accept-Ranges, answers 200
 
     @property
     def base(self) -> str:
@@ -355,6 +356,8 @@ class Server:
         if_range = request.headers.get("If-Range")
         honoured = name in self.ignore_if_range or if_range in (None, etag, modified)
         asked = wanted[6:].split("-") if wanted.startswith("bytes=") and honoured else ["0", ""]
+        if name in self.ignore_ranges:
+            asked = ["0", ""]
         start, end = int(asked[0]), len(data)
         if asked[1]:  # bytes=A-B: up to B, inclusive
             end = min(end, int(asked[1]) + 1)
@@ -378,8 +381,18 @@ class Server:
             await resp.write(data[sent : min(end, sent + step)])
             sent += step
             if rate:
-                await asyncio.sleep(step / rate)
+                await self._pause(request, step / rate)
         return resp
+
+    @staticmethod
+    async def _pause(request: web.Request, seconds: float) -> None:
+        """A pause between writes that ends early when the client has hung up, so that the
+        counts of requests in flight follow the client's connections closely."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if request.transport is None or request.transport.is_closing():
+                raise asyncio.CancelledError  # ends the handler, as aiohttp does on a hang-up
+            await asyncio.sleep(min(0.001, deadline - time.monotonic()))
 
     async def _chunked(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()

@@ -117,7 +117,12 @@ class Split:
         Range requests for whatever is left."""
         if first is not None:
             segment = self._todo.popleft()
-            await self._take(first, segment)
+            try:
+                await self._take(first, segment)
+            finally:
+                # The rest of the body is other segments': the connection goes now, before
+                # this slot's next request (never two of ours on one slot, for -c/--per-host).
+                first.close()
             if segment.done < segment.end:  # cut short: it goes on by ranges
                 await self._segment(segment)
         await self._work()
