@@ -7,7 +7,8 @@ cap        2 x 256 MiB at a cap of 32 MiB/s for the whole run: the target is 16 
            transfer (--limit-rate), so it gets 16M each for two; wget2 1.99 has no cap.
 throttled  2 x 64 MiB from a server allowing 4 MiB/s per connection (nginx `limit_rate 4m`),
            as a far-away or throttling server does: one connection per file gets 8 MiB/s in
-           all; aria2c -x16 -s16 opens 16 per file.
+           all; aria2c -x16 -s16 -k1M opens 16 per file, bulkfetch --split 16
+           --min-split-size 1M as many (both tools' default piece, 20M, would allow 3).
 
 Needs nginx, curl, wget2 and aria2c (./bench/run installs them). Output goes to /dev/shm, the
 median wall time of the rounds is printed and appended to bench/RESULTS.md. A benchmark, not a
@@ -74,10 +75,12 @@ def commands(scenario: str, urls: list[str], out: Path) -> dict[str, list[str]]:
     cap = scenario == "cap"
     return {
         "bulkfetch": [sys.executable, "-m", "bulkfetch", str(listed), "-o", str(out / "b"),
-                      "-q", "--no-progress", *(["--limit-rate", "32M"] if cap else [])],
+                      "-q", "--no-progress",
+                      *(["--limit-rate", "32M"] if cap else ["--split", "16",
+                                                             "--min-split-size", "1M"])],
         "aria2c": ["aria2c", "-q", "-d", str(out / "a"), "-i", str(listed), "-j", "2",
                    "--allow-overwrite=true", "--file-allocation=none",
-                   *(["--max-overall-download-limit=32M"] if cap else ["-x16", "-s16"])],
+                   *(["--max-overall-download-limit=32M"] if cap else ["-x16", "-s16", "-k1M"])],
         "curl": ["curl", "--parallel", "--silent", "--no-progress-meter", "--create-dirs",
                  "--output-dir",
                  str(out / "c"), "--remote-name-all", *(["--limit-rate", "16M"] if cap else []),
