@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 HERE = Path(__file__).resolve().parent
 WORK = Path("/dev/shm/bulkfetch-names")
@@ -45,7 +46,7 @@ class LateDns(asyncio.DatagramProtocol):
     """A and AAAA questions for NAME.bench: A answered (AAAA empty), each after DNS_DELAY_S."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
@@ -68,7 +69,6 @@ class LateDns(asyncio.DatagramProtocol):
                 address_of(host))
         flags = 0x8180 | (0 if known else 3)
         head = struct.pack("!HHHHHH", ident, flags, qdcount, 1 if answer else 0, 0, 0)
-        assert isinstance(self.transport, asyncio.DatagramTransport)
         self.transport.sendto(head + question + answer, addr)
 
 
@@ -119,6 +119,8 @@ def lists() -> tuple[Path, list[str]]:
     listed.write_text("".join(f"{u}\n" for u in urls))
     Path(f"{listed}.curl").write_text("".join(f'url = "{u}"\noutput = "{i}"\n'
                                               for i, u in enumerate(urls)))
+    # aria2c puts every file in one folder: ten names for a thousand hosts, so each its own.
+    Path(f"{listed}.aria2").write_text("".join(f"{u}\n  out={i}\n" for i, u in enumerate(urls)))
     return listed, urls
 
 
@@ -133,7 +135,7 @@ def commands(listed: Path, out: Path) -> dict[str, list[str]]:
                   "-i", str(listed)],
         "aria2c": ["aria2c", "-j", c, "-x1", "-s1", "-q", "--file-allocation=none",
                    "--allow-overwrite=true", "--auto-file-renaming=false", "-d", str(out / "a"),
-                   "-i", str(listed)],
+                   "-i", f"{listed}.aria2"],
     }
 
 
