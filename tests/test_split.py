@@ -203,3 +203,25 @@ def test_split_runs_in_one_process(tmp_path: Path) -> None:
     proc = run_cli("http://127.0.0.1:9/x", "-o", str(tmp_path / "out"), "--split", "4",
                    "-w", "2")
     assert proc.returncode == 2 and "--split runs in one process" in proc.stderr
+
+
+def test_pieces_kept_by_a_split_run_continue_without_split(
+    server: Server, tmp_path: Path
+) -> None:
+    """A --split run killed; the next run has no --split and two worker processes (no
+    scheduler to borrow from there): every piece still continues, over one connection."""
+    name, url = ranged(server, f"rate={MIB}")
+    out = tmp_path / "out"
+    src = write_list(tmp_path / "u", [url])
+    proc = subprocess.Popen(bulkfetch_cmd(str(src), "-o", str(out), *SPLIT), env=cli_env(),
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    meta = out / ".bulkfetch" / "partial"
+    wait_for(lambda: any(json.loads(m.read_text()).get("segments") and sum(
+        d - s for s, _, d in json.loads(m.read_text())["segments"]) > MIB
+        for m in meta.glob("*.json")))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    again = run_cli(str(src), "-o", str(out), "-w", "2")
+    assert again.returncode == 0, again.stderr
+    row = read_manifest(out / MANIFEST)[url]
+    assert row["sha256"] == digest(server, name) and row["received"] < SIZE

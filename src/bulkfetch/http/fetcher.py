@@ -240,7 +240,8 @@ class Fetcher:
     async def _run_split(self, job: Job, trace: _Trace, file: SplitFile,
                          segments: list[Segment], validator: str, total: int,
                          first: aiohttp.ClientResponse | None) -> Pending | Attempt:
-        assert self._borrow is not None
+        # Without a scheduler to borrow from (a worker process continuing a split body that
+        # an earlier --split run kept), every piece goes over the attempt's own connection.
         split = Split(job, file, segments, validator=validator, total=total, hops=self._hops,
                       borrow=self._borrow, connections=self._split, observer=self._observer,
                       pace=self._pace)

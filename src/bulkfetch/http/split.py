@@ -62,7 +62,7 @@ def splittable(resp: aiohttp.ClientResponse, split: int, min_size: int) -> str |
 
 class Split:
     def __init__(self, job: Job, file: SplitFile, segments: Sequence[Segment], *,
-                 validator: str, total: int, hops: Hops, borrow: Borrow, connections: int,
+                 validator: str, total: int, hops: Hops, borrow: Borrow | None, connections: int,
                  observer: Observer, pace: BytePace | None) -> None:
         self._job = job
         self._file = file
@@ -92,7 +92,7 @@ class Split:
     async def run(self, first: aiohttp.ClientResponse | None) -> None:
         """Every segment written, or the first failure raised (the others stopped). Borrowed
         connections still waiting for their slot when the last byte is in are let go."""
-        extra = max(0, min(self._connections, len(self._todo)) - 1)
+        extra = max(0, min(self._connections, len(self._todo)) - 1) if self._borrow else 0
         workers = {asyncio.create_task(self._own(first))}
         workers |= {asyncio.create_task(self._borrowed()) for _ in range(extra)}
         try:
@@ -130,7 +130,7 @@ class Split:
     async def _borrowed(self) -> None:
         """An extra connection: only once the scheduler grants its slot; none if, by then,
         every segment has been taken."""
-        if not self._todo:
+        if not self._todo or self._borrow is None:
             return
         async with self._borrow(self._job):
             await self._work()
