@@ -17,9 +17,12 @@ SECRET = "bulkfetch-test-secret-never-printed"
 
 
 class MotoServer:
-    def __init__(self, *, auth: bool = False) -> None:
+    def __init__(self, *, auth: bool = False, free_actions: int = 1,
+                 recording: str | None = None) -> None:
         self.port = _free_port()
         self.auth = auth
+        self.free_actions = free_actions
+        self.recording = recording  # a file: moto writes each request it gets there
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,8 +45,10 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         env = self.env()
-        if self.auth:  # the first action (creating the bucket) is free, then keys are checked
-            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "1"
+        if self.auth:  # the first actions (creating the bucket) are free, then keys are checked
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(self.free_actions)
+        if self.recording:
+            env.update(MOTO_ENABLE_RECORDING="1", MOTO_RECORDER_FILEPATH=self.recording)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
@@ -68,6 +73,28 @@ class MotoServer:
         return boto3.client(
             "s3", endpoint_url=self.endpoint, region_name="us-east-1",
             aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """What moto was sent since it started (with `recording`): method, URL, headers."""
+        import json
+
+        assert self.recording is not None
+        with open(self.recording) as file:
+            return [json.loads(line) for line in file if line.strip()]
+
+    def user(self, name: str) -> tuple[str, str]:
+        """An IAM user who may do anything in S3, and its access key: with `auth`, moto then
+        checks every request's SigV4 signature against this secret (4 free actions)."""
+        import boto3
+
+        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1",
+                           aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET)
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="s3", PolicyDocument=(
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*",'
+            ' "Resource": "*"}]}'))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return key["AccessKeyId"], key["SecretAccessKey"]
 
     def bucket(self, name: str) -> str:
         self.client().create_bucket(Bucket=name)

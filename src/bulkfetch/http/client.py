@@ -80,11 +80,12 @@ async def target(settings: Settings, writers: Writers, *, limit: int) -> AsyncIt
         finally:
             folder.close()
         return
-    from bulkfetch.store import bucket, s3
+    from bulkfetch.store import bucket, s3, s3put
 
-    async with s3.client(pool=limit) as s3_client:
+    async with s3.connect(pool=limit) as (s3_client, credentials):
+        fast = await s3put.FastPut.of(s3_client, credentials, settings.bucket)
         yield bucket.BucketSink(settings.bucket, s3_client, budget=bucket.Budget(
-            bucket.BUDGET_BYTES), replace=settings.refetch is Refetch.FORCE)
+            bucket.BUDGET_BYTES), replace=settings.refetch is Refetch.FORCE, fast=fast)
 
 
 def resume_finder(settings: Settings, writers: Writers) -> Callable[[str], Resume | None]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bulkfetch.models import Bucket, Resume, SafeRelPath
 from bulkfetch.show.outgoing import mask
 from bulkfetch.store import s3
+from bulkfetch.store.s3put import FastPut, request_headers
 from bulkfetch.store.sink import Body, ChecksumMismatch, Conflict, Partial, StoreFailed
 from bulkfetch.store.threads import settle
 
@@ -80,9 +81,10 @@ class BucketSink:
     resumable = False  # a cut-off body is not kept: its upload is aborted
 
     def __init__(self, bucket: Bucket, client: S3Client, *, budget: Budget,
-                 replace: bool = False) -> None:
+                 replace: bool = False, fast: FastPut | None = None) -> None:
         self.bucket = bucket
         self.client = client
+        self.fast = fast  # one-PUT bodies signed and sent without botocore (s3put.py)
         self.budget = budget
         self.replace = replace  # --force: every key may be overwritten
         self.create_only = True  # until the store says it has no conditional writes
@@ -216,7 +218,13 @@ class PendingObject:
         client, bucket, key = self._sink.client, self._sink.bucket.name, self._key
         guard: dict[str, Any] = {"IfNoneMatch": "*"} if create_only else {}
         if self._upload_id is None:
-            await client.put_object(Bucket=bucket, Key=key, Body=b"".join(self._chunks),
+            body = b"".join(self._chunks)
+            fast = self._sink.fast
+            if fast is not None and await fast.put(key, body, sha256=digest, headers=(
+                    request_headers(self._metadata(digest), self._content_type,
+                                    create_only=create_only))):
+                return
+            await client.put_object(Bucket=bucket, Key=key, Body=body,
                                     **self._headers(digest), **guard)
             return
         await client.complete_multipart_upload(
@@ -234,16 +242,25 @@ class PendingObject:
         return self._sink.replace or self._body.replaces
 
     def _headers(self, digest: str | None) -> dict[str, Any]:
-        """The object's metadata: its sha256 (known up front only for one PUT; a multipart
-        object gets it as a tag when it is complete) and where it came from."""
+        """The object's metadata and type, as botocore's arguments."""
+        headers: dict[str, Any] = {"Metadata": self._metadata(digest)}
+        if self._content_type:
+            headers["ContentType"] = self._content_type
+        return headers
+
+    def _metadata(self, digest: str | None) -> dict[str, str]:
+        """Its sha256 (known up front only for one PUT; a multipart object gets it as a tag
+        when it is complete) and where it came from."""
         metadata = {"sha256": digest} if digest else {}
         source = mask(self._body.url)  # metadata leaves us: never a password
-        if len(source) <= MAX_METADATA_URL and source.isascii():
+        if len(source) <= MAX_METADATA_URL and source.isascii() and source.isprintable():
             metadata["source-url"] = source
-        headers: dict[str, Any] = {"Metadata": metadata}
-        if self._body.content_type and self._body.content_type.isascii():
-            headers["ContentType"] = self._body.content_type
-        return headers
+        return metadata
+
+    @property
+    def _content_type(self) -> str | None:
+        kind = self._body.content_type
+        return kind if kind and kind.isascii() and kind.isprintable() else None
 
     async def _same(self, digest: str) -> bool:
         """Is the object already at the key this very body (a run before ours put it)?"""

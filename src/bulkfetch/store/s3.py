@@ -28,8 +28,11 @@ from typing import TYPE_CHECKING, Any
 from bulkfetch.errors import BulkfetchError, SettingsError, UsageError
 from bulkfetch.models import Bucket
 from bulkfetch.store.layout import Layout, part_of
+from bulkfetch.store.sigv4 import ALGORITHM
 
 if TYPE_CHECKING:
+    from aiobotocore.credentials import AioCredentials
+    from aiobotocore.session import AioSession
     from types_aiobotocore_s3 import S3Client
 
 SCHEME = "s3://"
@@ -83,13 +86,115 @@ def _config(pool: int) -> Any:
     )
 
 
+# botocore's data loader keeps the S3 model and endpoint rules it read (110 ms of CPU to load
+# and build): one per process, shared by every session, so that a second client costs 4 ms and a
+# forked worker starts with it warm. It holds only data read from botocore's own files.
+_LOADER: Any = None
+
+
+def _session() -> AioSession:
+    """A session of its own for each event loop (credentials refresh under an asyncio lock),
+    all of them sharing the process's loader."""
+    from aiobotocore.session import get_session
+
+    global _LOADER
+    session = get_session()
+    # AWS_REGION is the AWS SDKs' own name, and the AWS CLI's, first before AWS_DEFAULT_REGION;
+    # botocore reads only the latter: without this, AWS_REGION alone meant us-east-1.
+    if region := os.environ.get("AWS_REGION"):
+        session.set_config_variable("region", region)
+    if _LOADER is None:
+        _LOADER = session.get_component("data_loader")
+    else:
+        session.register_component("data_loader", _LOADER)
+    return session
+
+
 @contextlib.asynccontextmanager
 async def client(*, pool: int = 10) -> AsyncIterator[S3Client]:
     """One S3 client for this event loop (its own aiohttp session, closed on the way out)."""
-    from aiobotocore.session import get_session
-
-    async with get_session().create_client("s3", config=_config(pool)) as s3:
+    async with connect(pool=pool) as (s3, _):
         yield s3
+
+
+@contextlib.asynccontextmanager
+async def connect(*, pool: int = 10) -> AsyncIterator[tuple[S3Client, AioCredentials | None]]:
+    """An S3 client and the credentials it signs with: the very same object (the session
+    resolves them once and hands that object to the client), so a request we sign ourselves
+    uses what botocore would, refreshed as botocore refreshes it. None: there were none."""
+    session = _session()
+    credentials = await session.get_credentials()
+    async with session.create_client("s3", config=_config(pool)) as s3:
+        yield s3, credentials
+
+
+def client_error(status: int, code: str, operation: str) -> Exception:
+    """An S3 error answer as botocore raises it, for one path of handling either way."""
+    from botocore.exceptions import ClientError
+
+    answer: Any = {"Error": {"Code": code, "Message": ""},
+                   "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(answer, operation)
+
+
+# A key with what needs escaping in it: botocore's URL for it tells how it escapes keys.
+_PROBE_KEY = "bulkfetch-probe/a b+c~é"
+
+
+class _Seen(Exception):
+    """Raised by the hook that takes botocore's request before it is sent."""
+
+
+async def put_route(s3: S3Client, bucket: Bucket) -> tuple[str, str, str] | None:
+    """Where botocore sends a PutObject into `bucket` and what it signs it for, taken off the
+    request it makes and stopped before it is sent: its endpoint resolution, addressing
+    style and signing region, not a copy of them. (base URL that a percent-encoded key
+    follows, region, service); None when that is not plain SigV4 (S3 Express, SigV4a)."""
+    from urllib.parse import quote
+
+    if bucket.name.endswith("--x-s3"):  # a directory bucket: S3 Express signs otherwise
+        return None
+    seen: list[Any] = []
+
+    def take(request: Any, **_: Any) -> None:
+        seen.append(request)
+        raise _Seen
+
+    events = s3.meta.events
+    events.register_first("before-send.s3.PutObject", take, unique_id="bulkfetch-route")
+    try:
+        await s3.put_object(Bucket=bucket.name, Key=_PROBE_KEY, Body=b"")
+    except _Seen:
+        pass
+    except Exception:  # no credentials, say: botocore says so on the first real PUT
+        return None
+    finally:
+        events.unregister("before-send.s3.PutObject", unique_id="bulkfetch-route")
+    if not seen:
+        return None
+    url, auth = seen[0].url, seen[0].headers.get("Authorization", b"")
+    auth = auth.decode("ascii", "replace") if isinstance(auth, bytes) else str(auth)
+    escaped = quote(_PROBE_KEY, safe="/~")
+    scope = re.fullmatch(rf"{ALGORITHM} Credential=[^/,]+/\d{{8}}/([^/,]+)/([^/,]+)/"
+                         r"aws4_request, .*", auth)
+    if scope is None or "?" in url or not url.endswith(f"/{escaped}"):
+        return None
+    return url[:-len(escaped)], scope.group(1), scope.group(2)
+
+
+async def http_session(s3: S3Client, url: str) -> tuple[Any, str | None, dict[str, str]] | None:
+    """botocore's own aiohttp session for `url`, the proxy it takes there and that proxy's
+    headers: a request sent on it has the pool, TLS trust, timeouts and proxy of every other
+    request of the client. Reached through aiobotocore's internals (3.x): None when they
+    have moved, and botocore sends every request itself."""
+    try:
+        http = s3._endpoint.http_session  # type: ignore[attr-defined]
+        proxy: str | None = http._proxy_config.proxy_url_for(url)
+        headers: dict[str, str] = http._proxy_config.proxy_headers_for(url)
+        session = await http._get_session(proxy)
+    except (AttributeError, TypeError):
+        return None
+    return session, proxy, headers
 
 
 def describe(exc: BaseException) -> tuple[str, bool]:
