@@ -151,7 +151,8 @@ def make_fixtures(name: str, count: int, size: int) -> Path:
     return folder
 
 
-def start_nginx() -> None:
+def start_nginx(extra: str = "") -> None:
+    """nginx with the origins of the scenarios, and `extra` server blocks of the caller's."""
     conf = WORK / "nginx.conf"
     modules = "".join(f"load_module /usr/lib/nginx/modules/{m};\n" for m in LUA_MODULES)
     delayed = ""
@@ -173,7 +174,7 @@ http {{
   keepalive_requests 1000000;
   keepalive_timeout 120;
   server {{ listen 127.0.0.1:{PORT}; root {WORK}/www; }}
-{delayed}}}
+{delayed}{extra}}}
 """)
     stop_nginx()
     subprocess.run(["nginx", "-c", str(conf)], check=True)

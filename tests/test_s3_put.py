@@ -227,3 +227,27 @@ def test_the_route_is_botocores(monkeypatch: pytest.MonkeyPatch) -> None:
     assert asyncio.run(route("dir--euw1-az1--x-s3")) is None  # S3 Express: botocore's
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     assert asyncio.run(route("b1k")) == ("http://127.0.0.1:9/b1k/", "eu-west-1", "s3")
+
+
+def test_clients_of_a_process_share_one_tls_context(
+    recorded: MotoServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each client parsed the CA bundle again (17 ms of CPU); now once a process for each
+    `verify` setting, and the requests still go through."""
+    from bulkfetch.store import s3
+
+    recorded.bucket("tls-shared")
+    key_id, secret = recorded.user("tls")
+    for name, value in recorded.env(AWS_ACCESS_KEY_ID=key_id,
+                                    AWS_SECRET_ACCESS_KEY=secret).items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(s3, "_TLS", {})
+
+    async def head() -> None:
+        async with s3.connect() as (client, _):
+            await client.head_bucket(Bucket="tls-shared")
+
+    for _ in range(3):
+        asyncio.run(head())
+    assert len(s3._TLS) == 1  # keyed by botocore's `verify`: True, or a CA bundle's path

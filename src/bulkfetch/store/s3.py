@@ -74,9 +74,10 @@ def workdir(bucket: Bucket) -> Path:
 
 
 def _config(pool: int) -> Any:
-    from botocore.config import Config
+    from aiobotocore.config import AioConfig
 
-    return Config(
+    return AioConfig(
+        http_session_cls=_http_session_class(),
         max_pool_connections=max(pool, 10),
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
@@ -84,6 +85,30 @@ def _config(pool: int) -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
+
+
+_TLS: dict[Any, Any] = {}  # botocore's `verify` setting -> its TLS context, one a process
+
+
+def _http_session_class() -> type:
+    """aiobotocore's aiohttp session, but with one TLS context a process for each `verify`
+    setting (its CA bundle): each client parsed the bundle again, 17 ms of CPU, five times
+    in a small run. Only a context without a proxy or a client certificate is kept, since
+    aiobotocore adds those to the context it is given."""
+    from aiobotocore import httpsession
+
+    base: Any = httpsession.AIOHTTPSession  # its internals are not in the type stubs
+
+    class SharedTLS(base):  # type: ignore[misc]
+        def _build_ssl_contexts(self, proxy_url: str | None) -> tuple[Any, Any]:
+            if proxy_url or self._cert_file:
+                return super()._build_ssl_contexts(proxy_url)  # type: ignore[no-any-return]
+            key = self._verify
+            if key not in _TLS:
+                _TLS[key] = super()._build_ssl_contexts(None)[0]
+            return _TLS[key], None
+
+    return SharedTLS
 
 
 # botocore's data loader keeps the S3 model and endpoint rules it read (110 ms of CPU to load
