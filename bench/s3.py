@@ -32,6 +32,8 @@ import bench
 from tests.s3server import MotoServer
 
 SMALL = (2_000, 4 * 1024)
+PACED = bench.DELAYED["latency100"]  # nginx holding each answer 100 ms
+PACED_C = 35  # 350 files/s at most: about what moto takes
 FRONT_PORT = 18090  # nginx before moto: connections kept alive, as S3 keeps them
 NULL_PORT = 18091  # nginx answering as S3 does and keeping nothing: what the client costs
 NULL_STORE = """
@@ -111,6 +113,7 @@ class Target:
     endpoint: str | None  # None: the folder on tmpfs
     says: str
     moto: bool = True  # moto keeps what it is sent: emptied after each round
+    paced: bool = False  # from the origin that holds each answer, at moto's pace
 
 
 def targets(moto: MotoServer, scenario: str) -> list[Target]:
@@ -118,7 +121,10 @@ def targets(moto: MotoServer, scenario: str) -> list[Target]:
     bucket = Target("moto", moto.endpoint, "moto itself (werkzeug: a connection per request)")
     if scenario != "small":
         return [bucket] if scenario == "memory" else [folder, bucket]
-    return [folder, bucket,
+    paced = Target("tmpfs, paced", None, "a folder on tmpfs, from an origin holding each answer"
+                   f" {PACED.delay_s * 1000:.0f} ms at -c {PACED_C}: about moto's pace",
+                   moto=False, paced=True)
+    return [folder, paced, bucket,
             Target("moto, kept alive", f"http://127.0.0.1:{FRONT_PORT}",
                    "moto behind nginx, connections kept alive as S3 keeps them"),
             Target("null store", f"http://127.0.0.1:{NULL_PORT}",
@@ -133,7 +139,12 @@ def one_round(target: Target, scenario: str, urls: Path, n: int, moto: MotoServe
     if target.endpoint is None:
         out = bench.WORK / "s3-tmpfs-out"
         shutil.rmtree(out, ignore_errors=True)
-        got = run(urls, str(out), moto.env(TMPDIR=str(store)), "-c", "50")
+        if target.paced:
+            slow = urls.with_name(f"{urls.stem}-paced.txt")
+            slow.write_text(urls.read_text().replace(f":{bench.PORT}/", f":{PACED.port}/"))
+            got = run(slow, str(out), moto.env(TMPDIR=str(store)), "-c", str(PACED_C))
+        else:
+            got = run(urls, str(out), moto.env(TMPDIR=str(store)), "-c", "50")
         shutil.rmtree(out, ignore_errors=True)
         return got, cpu_s(moto.pid) - before
     prefix = f"{scenario}-{n}-{re.sub('[^a-z]+', '-', target.name)}"  # a fresh state each
