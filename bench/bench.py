@@ -190,7 +190,14 @@ def stop_nginx() -> None:
 
 
 def command(tool: str, urls: Path, out: Path, concurrency: int = CONCURRENCY,
-            bulkfetch_args: tuple[str, ...] = ()) -> list[str]:
+            bulkfetch_args: tuple[str, ...] = (), cacert: Path | None = None) -> list[str]:
+    """The tool's command for the list; with `cacert`, each tool trusts that CA (a private
+    one) in its own words."""
+    if cacert is not None:
+        flag = {"bulkfetch": ["--cacert", str(cacert)], "curl": ["--cacert", str(cacert)],
+                "wget2": [f"--ca-certificate={cacert}"], "aria2c": [f"--ca-certificate={cacert}"],
+                }.get(tool, [])
+        return [*command(tool, urls, out, concurrency, bulkfetch_args), *flag]
     if tool == "bulkfetch":
         return [sys.executable, "-m", "bulkfetch", str(urls), "-o", str(out),
                 "-c", str(concurrency), "-q", "--no-progress", *bulkfetch_args]
