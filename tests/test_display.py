@@ -126,6 +126,21 @@ def test_render_table() -> None:
     assert render_text(board.snapshot()) == GOLDEN_TABLE
 
 
+def test_a_split_body_shows_its_connections_and_they_count_in_flight() -> None:
+    """--split: the body's row says over how many connections it comes now, and the extra
+    connections hold slots of their own (in flight); both go back when the body is whole."""
+    board, _ = busy_board()
+    board.connections(job(8), 16)
+    snap = board.snapshot()
+    assert snap.in_flight == 16
+    text = render_text(snap)
+    assert " downloading             bytes     speed  conn  try" in text
+    assert " h/file-8.bin  2.0 MB / 5.0 MB  2.0 GB/s    16    2" in text
+    board.connections(job(8), 1)
+    assert board.snapshot().in_flight == 1
+    assert render_text(board.snapshot()) == GOLDEN_TABLE  # no column while nothing is split
+
+
 GOLDEN_TABLE = """\
 done       8 / 10
 status     7 ok  1 failed  1 retrying  0 skipped  0 not modified

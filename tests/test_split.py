@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -225,3 +226,21 @@ def test_pieces_kept_by_a_split_run_continue_without_split(
     assert again.returncode == 0, again.stderr
     row = read_manifest(out / MANIFEST)[url]
     assert row["sha256"] == digest(server, name) and row["received"] < SIZE
+
+
+def test_the_live_table_shows_the_connections_of_a_split_body(
+    server: Server, tmp_path: Path,
+) -> None:
+    """On a terminal the split body's row says it comes over 4 connections, and they are in
+    flight: four slots."""
+    from tests.test_output import ANSI, run_in_pty
+
+    _, url = ranged(server, f"rate={2 * MIB}")
+    env = {**cli_env(), "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
+    code, out = run_in_pty([str(write_list(tmp_path / "u", [url])), "-o",
+                            str(tmp_path / "out"), *SPLIT], env)
+    assert code == 0, out
+    text = ANSI.sub("", out)
+    assert re.search(r"downloading +bytes +speed +conn +try", text), text
+    assert re.search(r"/s +4 +1\s", text), text
+    assert re.search(r"in flight +4 / 50", text), text

@@ -77,6 +77,7 @@ class Split:
         self._pace = pace
         self._saved = time.monotonic()
         self._saving = False
+        self._borrowed_now = 0  # extra connections at work (the live table shows them)
 
     def rows(self) -> list[tuple[int, int, int]]:
         return [segment.row() for segment in self.segments]
@@ -108,6 +109,8 @@ class Split:
                 task.cancel()
             if workers:
                 await asyncio.wait(workers)
+            self._borrowed_now = 0
+            self._observer.connections(self._job, 1)
 
     def _whole(self) -> bool:
         return all(segment.done >= segment.end for segment in self.segments)
@@ -133,7 +136,15 @@ class Split:
         if not self._todo or self._borrow is None:
             return
         async with self._borrow(self._job):
-            await self._work()
+            self._opened(+1)
+            try:
+                await self._work()
+            finally:
+                self._opened(-1)
+
+    def _opened(self, change: int) -> None:
+        self._borrowed_now += change
+        self._observer.connections(self._job, 1 + self._borrowed_now)
 
     async def _work(self) -> None:
         while self._todo:

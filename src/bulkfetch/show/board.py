@@ -27,6 +27,7 @@ class TransferView:
     total: int | None
     bytes_per_s: float | None  # None: all of it came in one read, which tells no speed
     attempt: int
+    connections: int = 1  # --split: the connections the body comes over now
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class Snapshot:
 
 
 class _Transfer:
-    __slots__ = ("attempt", "name", "reads", "received", "started", "total")
+    __slots__ = ("attempt", "connections", "name", "reads", "received", "started", "total")
 
     def __init__(self, name: str, attempt: int, started: float) -> None:
         self.name = name
@@ -71,6 +72,7 @@ class _Transfer:
         self.received = 0
         self.reads = 0
         self.total: int | None = None
+        self.connections = 1
 
 
 class Board:
@@ -90,6 +92,7 @@ class Board:
         self._tally = Tally()
         self._bytes = 0
         self._active: dict[str, _Transfer] = {}
+        self._extra: dict[str, int] = {}  # a split body's connections beyond its own slot
         self._backing_off: set[str] = set()
         self._failures: deque[str] = deque(maxlen=RECENT_FAILURES)
         self._samples: deque[tuple[float, int, int]] = deque()
@@ -131,6 +134,16 @@ class Board:
     def responded(self, job: Job, content_length: int | None) -> None:
         if (transfer := self._active.get(_key(job))) is not None:
             transfer.total = content_length
+
+    def connections(self, job: Job, count: int) -> None:
+        """A split body's extra connections hold slots of their own: in flight too."""
+        key = _key(job)
+        extra, before = max(count - 1, 0), self._extra.pop(key, 0)
+        self._in_flight += extra - before
+        if extra:
+            self._extra[key] = extra
+        if (transfer := self._active.get(key)) is not None:
+            transfer.connections = max(count, 1)
 
     def received(self, job: Job, nbytes: int) -> None:
         self._bytes += nbytes
@@ -223,6 +236,7 @@ class Board:
                 total=t.total,
                 bytes_per_s=t.received / max(now - t.started, 1e-3) if t.reads > 1 else None,
                 attempt=t.attempt,
+                connections=t.connections,
             )
             for t in biggest
         )

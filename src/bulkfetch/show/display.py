@@ -186,6 +186,9 @@ class Display:
     def received(self, job: Job, nbytes: int) -> None:
         self.board.received(job, nbytes)
 
+    def connections(self, job: Job, count: int) -> None:
+        self.board.connections(job, count)
+
     def retrying(self, job: Job, attempt: int, delay_s: float, error: str) -> None:
         self.board.retrying(job, attempt, delay_s, error)
 

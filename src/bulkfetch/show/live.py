@@ -101,6 +101,9 @@ def _transfers(snap: Snapshot, width: int) -> Table:
     """One row a transfer: its name cut to what the other columns leave."""
     wide, narrow = width >= WIDE, width < NARROW
     columns = [("speed", 11)] if narrow else [("bytes", 19 if wide else 9), ("speed", 11)]
+    split = not narrow and any(t.connections > 1 for t in snap.transfers)
+    if split:  # --split at work: over how many connections each body comes now
+        columns.append(("conn", 4))
     if wide:
         columns.append(("try", 3))
     room = width - 2 - sum(most + 2 for _, most in columns)
@@ -116,6 +119,8 @@ def _transfers(snap: Snapshot, width: int) -> Table:
         elif t.total is not None:
             size = f"{t.received / max(t.total, 1):.0%}"
         cells = [speed] if narrow else [size, speed]
+        if split:
+            cells.append(str(t.connections))
         if wide:
             cells.append(str(t.attempt))
         # Text, not str: a URL holding "[red]" is not markup.
