@@ -90,3 +90,18 @@ def test_a_wait_beyond_the_cap_fails_at_once(attempt: Attempt, host_given_up: bo
     assert verdict.retry_in_s is None and verdict.pause_host_s is None
     assert verdict.error is not None and "more than --max-retry-after 300s" in verdict.error
     assert (verdict.give_up_host is not None) is host_given_up
+
+
+@pytest.mark.parametrize(("value", "year"), [
+    ("Sun, 06 Nov 1994 08:49:37 GMT", 1994),  # IMF-fixdate
+    ("Sunday, 06-Nov-94 08:49:37 GMT", 1994),  # rfc850-date: two digits, read as RFC 9110 says
+    ("Sun Nov  6 08:49:37 1994", 1994),  # asctime
+    ("Mon, 01 Jan 0001 00:00:00 GMT", None),  # not 2001, as email.utils would have it
+    ("Mon, 01 Jan 0099 00:00:00 GMT", None),
+    ("not a date", None),
+])
+def test_http_dates_keep_their_year(value: str, year: int | None) -> None:
+    from bulkfetch.http.headers import http_date
+
+    when = http_date(value)
+    assert (when.year if when else None) == year

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.message
 import email.utils
+import re
 from datetime import UTC, datetime
 
 
@@ -16,7 +17,15 @@ def http_date(value: str | None) -> datetime | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
+    # email.utils reads any year under 100 as two digits ("0001" becomes 2001); only the
+    # obsolete rfc850-date has those. A four-digit year must be the year read.
+    four = _FOUR_DIGITS.search(value)
+    if four is not None and int(four.group(1)) != when.year:
+        return None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+_FOUR_DIGITS = re.compile(r"(?<![\d:])(\d{4})(?![\d:])")
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
