@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,12 @@ def test_verify_checks_every_shard_and_waits_for_no_run(server: Server, tmp_path
     with hold(out / ".bulkfetch" / "shards" / "1-of-2" / "lock"):
         proc = run_cli("verify", str(out))
     assert proc.returncode == 75 and "verify once it is over" in proc.stderr
+    # A shard that left nothing: what it fetched cannot be checked, and verify says so.
+    shutil.rmtree(out / ".bulkfetch" / "shards" / "0-of-2")
+    proc = run_cli("verify", str(out))
+    assert proc.returncode == 1, proc.stderr
+    assert "missing: .bulkfetch/shards/0-of-2/: a shard of the run left nothing here" \
+        in proc.stderr, proc.stderr
 
 
 def test_verify_says_what_a_bucket_can_be_checked_by(tmp_path: Path) -> None:

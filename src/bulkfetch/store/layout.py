@@ -130,3 +130,17 @@ def shard_homes(out: Path) -> list[Path]:
     """Every shard folder under --out, as `report` finds them."""
     root = out / STATE_DIR / SHARDS_DIR
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+SHARD_NAME = re.compile(r"(\d+)-of-(\d+)")
+
+
+def missing_shards(homes: list[Path]) -> list[str]:
+    """The shards of N that have no folder among `homes` (I-of-N names, I from 0), by name."""
+    found = [m for home in homes if (m := SHARD_NAME.fullmatch(home.name)) is not None]
+    counts = {int(m[2]) for m in found}
+    if len(counts) != 1:
+        return []  # no shards, or several counts (`report` refuses those)
+    (count,) = counts
+    have = {int(m[1]) for m in found}
+    return [Shard(i, count).name for i in range(count) if i not in have]

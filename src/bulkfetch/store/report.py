@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,11 @@ from bulkfetch.show.hosts import HostRow, Hosts
 from bulkfetch.show.outgoing import mask
 from bulkfetch.show.tally import Tally
 from bulkfetch.store.folder import NoRun, run_homes
-from bulkfetch.store.layout import Layout, shard_homes
+from bulkfetch.store.layout import SHARD_NAME, Layout, shard_homes
 from bulkfetch.store.state import manifest_of, read_only
 
 FAILURES_SHOWN = 10
 HOSTS_SHOWN = 20
-_NAME = re.compile(r"(\d+)-of-(\d+)")
 
 
 class Totals(Tally):
@@ -77,7 +75,7 @@ def gather(out: Path) -> Report:
     found: dict[int, Path] = {}
     counts = set()
     for home in shard_homes(out):
-        if (match := _NAME.fullmatch(home.name)) is not None:
+        if (match := SHARD_NAME.fullmatch(home.name)) is not None:
             found[int(match[1])] = home
             counts.add(int(match[2]))
     if not found:

@@ -25,7 +25,7 @@ from bulkfetch.errors import LockedOut, UsageError
 from bulkfetch.show.outgoing import lossless
 from bulkfetch.store import lock
 from bulkfetch.store.folder import NoRun, NotFollowed, open_folder, open_plain, run_homes
-from bulkfetch.store.layout import STATE_DIR, Layout
+from bulkfetch.store.layout import SHARDS_DIR, STATE_DIR, Layout, missing_shards
 from bulkfetch.store.state import manifest_of, read_only
 
 READ_BYTES = 1024 * 1024
@@ -95,6 +95,9 @@ class Verifier:
             stack.callback(os.close, root)
             known = stack.enter_context(contextlib.closing(sqlite3.connect("")))
             known.execute("CREATE TABLE known (path TEXT PRIMARY KEY) WITHOUT ROWID")
+            for name in missing_shards(self._homes):  # its files cannot be checked
+                yield self._found("missing", f"{STATE_DIR}/{SHARDS_DIR}/{name}/",
+                                  "a shard of the run left nothing here")
             for state in self.states():
                 yield from self._check_state(state, root, known)
             yield from self._unexpected(known)
