@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +104,71 @@ def test_a_socks_proxy_not_there_is_named(tmp_path: Path) -> None:
 def test_a_socks_proxy_without_port_or_of_no_kind_is_refused(tmp_path: Path, bad: str) -> None:
     proc, _ = fetch_cli(tmp_path, ["http://127.0.0.1:9/"], "--proxy", bad)
     assert proc.returncode == 2 and "socks5h://" in proc.stderr
+
+
+def test_a_socks_proxy_hanging_up_on_a_wrong_password_is_one_line(
+    server: Server, tmp_path: Path,
+) -> None:
+    """pproxy with a login hangs up on a wrong password, in the middle of the handshake: the
+    URL fails in words (it was an internal error, exit 70); the right password goes through."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pproxy", "-l",
+                             f"socks5://127.0.0.1:{port}#bob:right-pw"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port)
+        url = server.url("/bytes/444")
+        for name in ("wrong", "right"):
+            (tmp_path / name).mkdir()
+        run, rows = fetch_cli(tmp_path / "wrong", [url], "--proxy",
+                              f"socks5h://bob:wrong-pw@127.0.0.1:{port}", "--retries", "0")
+        assert run.returncode == 1 and "wrong-pw" not in run.stderr, run.stderr
+        assert rows[url]["error"].startswith(
+            "the proxy closed the connection during its handshake")
+        run, rows = fetch_cli(tmp_path / "right", [url], "--proxy",
+                              f"socks5h://bob:right-pw@127.0.0.1:{port}")
+        assert run.returncode == 0 and rows[url]["bytes"] == 444, run.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_socks_login_refused_in_words_is_final(tmp_path: Path) -> None:
+    """A proxy that answers a login as RFC 1929 says (status 1, failure): final, in its own
+    words, tried once whatever --retries says."""
+    ready = threading.Event()
+    port = free_port()
+
+    def refuse() -> None:
+        with socket.create_server(("127.0.0.1", port)) as listener:
+            listener.settimeout(30)
+            ready.set()
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(16)  # version 5, the methods offered
+                conn.sendall(b"\x05\x02")  # username/password, please
+                conn.recv(512)  # the login
+                conn.sendall(b"\x01\x01")  # refused
+
+    thread = threading.Thread(target=refuse, daemon=True)
+    thread.start()
+    ready.wait(10)
+    url = "http://127.0.0.1:9/x"
+    run, rows = fetch_cli(tmp_path, [url], "--proxy", f"socks5h://bob:pw@127.0.0.1:{port}",
+                          "--retries", "3")
+    thread.join(10)
+    assert run.returncode == 1
+    assert rows[url]["error"] == ("the SOCKS proxy refused the credentials (Username and "
+                                  "password authentication failure); not retried")
+    assert rows[url]["attempts"] == 1
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "pproxy did not start"
+            time.sleep(0.05)

@@ -7,6 +7,8 @@ keeps the two the same). Whether another attempt follows is the retry policy's d
 
 from __future__ import annotations
 
+import asyncio
+
 import errno
 import re
 import socket
@@ -55,10 +57,13 @@ class Row:
     failure: Failure
     words: Words
     said: str  # what `words` says, for the docs
+    final_when: Callable[[Any], bool] | None = None  # then no other try can help
 
     def fault(self, exc: BaseException, timeouts: Timeouts) -> Fault:
         failure = self.failure
         if isinstance(exc, StoreFailed) and not exc.retryable:
+            failure = Failure.FINAL
+        if self.final_when is not None and self.final_when(exc):
             failure = Failure.FINAL
         status = exc.status if isinstance(exc, aiohttp.ClientHttpProxyError) else None
         return Fault(failure, self.words(exc, timeouts), status)
@@ -159,7 +164,20 @@ def _socks_unreachable(exc: aiohttp_socks.ProxyConnectionError, timeouts: Timeou
 
 
 def _socks_refused(exc: aiohttp_socks.ProxyError, timeouts: Timeouts) -> str:
-    return f"the SOCKS proxy refused: {str(exc).strip() or 'no reason given'}"
+    reason = str(exc).strip() or "no reason given"
+    if _socks_credentials(exc):
+        return f"the SOCKS proxy refused the credentials ({reason}); not retried"
+    return f"the SOCKS proxy refused: {reason}"
+
+
+def _socks_credentials(exc: aiohttp_socks.ProxyError) -> bool:
+    """python-socks' words for a login refused, or one the proxy asks for and was not given:
+    another try sends the same."""
+    return str(exc).strip().lower() in _SOCKS_LOGIN
+
+
+_SOCKS_LOGIN = frozenset({"username and password authentication failure",
+                          "no acceptable authentication methods were offered"})
 
 
 def _os(exc: aiohttp.ClientOSError, timeouts: Timeouts) -> str:
@@ -212,7 +230,13 @@ TABLE: tuple[Row, ...] = (
         "cannot connect to the proxy …"),
     Row((aiohttp_socks.ProxyTimeoutError,), F.CONNECT,
         _said("the SOCKS proxy did not answer in time"), "the SOCKS proxy did not answer …"),
-    Row((aiohttp_socks.ProxyError,), F.CONNECT, _socks_refused, "the SOCKS proxy refused: …"),
+    Row((aiohttp_socks.ProxyError,), F.CONNECT, _socks_refused, "the SOCKS proxy refused: …",
+        final_when=_socks_credentials),
+    # python-socks reads the handshake with asyncio streams and lets their EOF through: a
+    # SOCKS proxy that hangs up mid-handshake (pproxy does on a wrong password).
+    Row((asyncio.IncompleteReadError,), F.CONNECT,
+        _said("the proxy closed the connection during its handshake"),
+        "the proxy closed the connection during its handshake"),
     Row((aiohttp.ServerDisconnectedError,), F.TRANSFER,
         _said("the server closed the connection before answering"), "the server closed …"),
     Row((aiohttp.ClientPayloadError,), F.TRANSFER, _cut, "body cut short: …"),
