@@ -8,7 +8,6 @@ keeps the two the same). Whether another attempt follows is the retry policy's d
 from __future__ import annotations
 
 import asyncio
-
 import errno
 import re
 import socket
@@ -230,7 +229,8 @@ TABLE: tuple[Row, ...] = (
         "cannot connect to the proxy …"),
     Row((aiohttp_socks.ProxyTimeoutError,), F.CONNECT,
         _said("the SOCKS proxy did not answer in time"), "the SOCKS proxy did not answer …"),
-    Row((aiohttp_socks.ProxyError,), F.CONNECT, _socks_refused, "the SOCKS proxy refused: …",
+    Row((aiohttp_socks.ProxyError,), F.CONNECT, _socks_refused,
+        "the SOCKS proxy refused: … (a login refused: FINAL)",
         final_when=_socks_credentials),
     # python-socks reads the handshake with asyncio streams and lets their EOF through: a
     # SOCKS proxy that hangs up mid-handshake (pproxy does on a wrong password).
