@@ -110,19 +110,29 @@ def test_one_put_bodies_are_signed_here_with_the_profiles_keys(
 
 
 class _Store:
-    """An S3 endpoint that answers each PUT by its rules, counting them."""
+    """An S3 endpoint that answers each PUT by its rules, counting them: `answer` for the
+    bucket's keys (501 only to a conditional PUT, as a store without conditions does), 200
+    at /moved/ (where a redirect points) and at /right/ (a route learnt again)."""
 
     def __init__(self, answer: int) -> None:
         self.answer = answer
         self.puts: list[dict[str, str]] = []
+        self.paths: list[str] = []
         self.bodies: list[bytes] = []
 
     async def put(self, request: web.Request) -> web.Response:
         self.bodies.append(await request.read())
         self.puts.append(dict(request.headers))
-        status = 501 if self.answer == 501 and "If-None-Match" in request.headers else (
-            200 if self.answer == 501 else self.answer)
-        code = {412: "PreconditionFailed", 501: "NotImplemented", 500: "InternalError"}
+        self.paths.append(request.path)
+        if request.path.startswith(("/moved/", "/right/")):
+            return web.Response(status=200)
+        status = self.answer
+        if status == 501 and "If-None-Match" not in request.headers:
+            status = 200
+        if status == 307:
+            return web.Response(status=307, headers={"Location": "/moved/x"})
+        code = {412: "PreconditionFailed", 501: "NotImplemented", 500: "InternalError",
+                400: "AuthorizationHeaderMalformed"}
         return web.Response(status=status, body=(
             f"<Error><Code>{code[status]}</Code></Error>" if status in code else ""))
 
@@ -152,6 +162,7 @@ class _Frozen:
     (412, 2, 0),  # taken: the same body there (by its sha256) is success
     (501, 3, 0),  # no conditional writes: asked once, then plain PUTs, all ours
     (500, 2, 2),  # not sure: botocore sends it (with its retries)
+    (307, 2, 2),  # moved: botocore's, never a 200 from wherever it points
     (None, 0, 2),  # nobody listening: botocore sends it
 ])
 def test_what_the_fast_path_decides_and_what_it_leaves(
@@ -161,6 +172,81 @@ def test_what_the_fast_path_decides_and_what_it_leaves(
     assert (len(store.puts), len(client.puts)) == (ours, botocores)
     if answer == 501:
         assert ["If-None-Match" in put for put in store.puts] == [True, False, False]
+
+
+def test_after_a_miss_the_route_is_asked_again() -> None:
+    """A bucket in another region than botocore first signed for: the first PUT is refused
+    and left to botocore (which learns the region from its redirect); the route asked again,
+    the next ones are ours."""
+    store, client = asyncio.run(_through(400, [b"a", b"b", b"c"], relearnt="/right/"))
+    assert len(client.puts) == 1
+    assert store.paths == ["/b1k/p/f0", "/right/p/f1", "/right/p/f2"]
+
+
+def test_misses_in_a_row_leave_the_run_to_botocore() -> None:
+    """A store the fast path never pleases: three tries, then every body goes to botocore
+    alone (never each one sent twice)."""
+    store, client = asyncio.run(_through(500, [b"x"] * 6))
+    assert (len(store.puts), len(client.puts)) == (3, 6)
+
+
+def test_a_501_that_is_not_a_store_without_conditions_keeps_create_only() -> None:
+    """Only S3's NotImplemented to a conditional PUT turns create-only off; a proxy's bare
+    501 fails the body and leaves the other keys guarded."""
+    from bulkfetch.store.sink import StoreFailed
+
+    async def main() -> tuple[bool, str]:
+        from bulkfetch.store.bucket import BucketSink, Budget
+        from bulkfetch.store.sink import Body
+
+        class Refusing(_Botocore):
+            async def put_object(self, **kwargs: Any) -> dict[str, Any]:
+                from bulkfetch.store import s3
+
+                raise s3.client_error(501, "501", "PutObject")
+
+        sink = BucketSink(Bucket("b1k", "p/"), Refusing(),  # type: ignore[arg-type]
+                          budget=Budget(1 << 20))
+        pending = sink.open(SafeRelPath("a"), Body("http://h/a", 1))
+        await pending.write(b"a")
+        try:
+            await pending.commit()
+        except StoreFailed as exc:
+            return sink.create_only, str(exc)
+        return sink.create_only, ""
+
+    create_only, failed = asyncio.run(main())
+    assert create_only and failed.startswith("cannot put the object in the bucket: HTTP 501")
+
+
+def test_the_route_probe_stores_nothing_even_if_it_went_out(
+    recorded: MotoServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Were botocore ever not to call the hook that stops the probe, the probe PUT itself
+    would go out: its Content-MD5 makes the store refuse it, so no object appears."""
+    from bulkfetch.store import s3
+
+    recorded.bucket("probe-only")
+    key_id, secret = recorded.user("probe")
+    for name, value in recorded.env(AWS_ACCESS_KEY_ID=key_id,
+                                    AWS_SECRET_ACCESS_KEY=secret).items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+
+    async def probe() -> tuple[str, str, str] | None:
+        async with s3.connect() as (client, _):
+            monkeypatch.setattr(client.meta.events, "register_first",
+                                lambda *args, **kwargs: None)  # the hook never fires
+            return await s3.put_route(client, Bucket("probe-only", "p/"))
+
+    assert asyncio.run(probe()) is None
+    import boto3
+
+    listed = boto3.client("s3", endpoint_url=recorded.endpoint, region_name="us-east-1",
+                          aws_access_key_id=key_id, aws_secret_access_key=secret
+                          ).list_objects_v2(Bucket="probe-only")
+    assert listed.get("KeyCount") == 0
+    assert [r["method"] for r in recorded.requests() if "route-probe" in r["url"]] == ["PUT"]
 
 
 def test_a_body_past_a_mib_goes_whole_with_its_length() -> None:
@@ -174,9 +260,11 @@ def test_a_body_past_a_mib_goes_whole_with_its_length() -> None:
     assert store.bodies == [body]
 
 
-async def _through(answer: int | None, bodies: list[bytes]) -> tuple[_Store, _Botocore]:
+async def _through(answer: int | None, bodies: list[bytes], *, relearnt: str | None = None,
+                   ) -> tuple[_Store, _Botocore]:
     """`bodies` committed through a BucketSink whose fast path goes to a _Store answering
-    `answer` (None: nothing listening), and whose botocore is a _Botocore."""
+    `answer` (None: nothing listening), and whose botocore is a _Botocore; asked again, the
+    route is `relearnt` (a path on the store)."""
     import aiohttp
 
     from bulkfetch.store.bucket import BucketSink, Budget
@@ -194,9 +282,13 @@ async def _through(answer: int | None, bodies: list[bytes]) -> tuple[_Store, _Bo
     if answer is None:
         await runner.cleanup()
     async with aiohttp.ClientSession() as session:
+        async def relearn() -> tuple[str, Signer] | None:
+            base = f"http://127.0.0.1:{port}{relearnt or '/b1k/'}"
+            return base, Signer(Scope("x"))
+
         fast = FastPut(base=f"http://127.0.0.1:{port}/b1k/", signer=Signer(Scope("x")),
                        credentials=_Frozen(), session=session,  # type: ignore[arg-type]
-                       proxy=None, proxy_headers={})
+                       proxy=None, proxy_headers={}, relearn=relearn)
         sink = BucketSink(Bucket("b1k", "p/"), client,  # type: ignore[arg-type]
                           budget=Budget(1 << 30), fast=fast)
         for n, body in enumerate(bodies):

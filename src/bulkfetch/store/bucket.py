@@ -204,7 +204,9 @@ class PendingObject:
             await self._put(digest, create_only=create_only)
         except Exception as exc:
             status = s3.status_of(exc)
-            if create_only and status == 501:  # a store without If-None-Match (older MinIO)
+            # A store without If-None-Match (older MinIO) says NotImplemented; a proxy's 501
+            # to the method is no reason to write over other objects for the rest of the run.
+            if create_only and status == 501 and s3.code_of(exc) == "NotImplemented":
                 self._sink.create_only = False
                 return await self._publish(digest)
             if status != 412:

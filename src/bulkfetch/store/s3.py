@@ -162,8 +162,13 @@ def client_error(status: int, code: str, operation: str) -> Exception:
     return ClientError(answer, operation)
 
 
-# A key with what needs escaping in it: botocore's URL for it tells how it escapes keys.
-_PROBE_KEY = "bulkfetch-probe/a b+c~é"
+# A key with what needs escaping in it (botocore's URL for it tells how it escapes keys), in
+# the run's own corner of the prefix.
+_PROBE_NAME = ".bulkfetch/route-probe a+b~é"
+# Were the hook below ever not called, the probe PUT would go out: with If-Match an ETag
+# cannot have, and a Content-MD5 not of an empty body, S3 and its kin store nothing (404 or
+# 412 for the first, BadDigest for the second; moto checks only the first, MinIO both).
+_NEVER_ETAG, _NEVER_MD5 = '"bulkfetch-never"', "AAAAAAAAAAAAAAAAAAAAAA=="
 
 
 class _Seen(Exception):
@@ -185,10 +190,12 @@ async def put_route(s3: S3Client, bucket: Bucket) -> tuple[str, str, str] | None
         seen.append(request)
         raise _Seen
 
+    probe = bucket.key(_PROBE_NAME)
     events = s3.meta.events
     events.register_first("before-send.s3.PutObject", take, unique_id="bulkfetch-route")
     try:
-        await s3.put_object(Bucket=bucket.name, Key=_PROBE_KEY, Body=b"")
+        await s3.put_object(Bucket=bucket.name, Key=probe, Body=b"", IfMatch=_NEVER_ETAG,
+                            ContentMD5=_NEVER_MD5)
     except _Seen:
         pass
     except Exception:  # no credentials, say: botocore says so on the first real PUT
@@ -199,12 +206,19 @@ async def put_route(s3: S3Client, bucket: Bucket) -> tuple[str, str, str] | None
         return None
     url, auth = seen[0].url, seen[0].headers.get("Authorization", b"")
     auth = auth.decode("ascii", "replace") if isinstance(auth, bytes) else str(auth)
-    escaped = quote(_PROBE_KEY, safe="/~")
+    escaped = quote(probe, safe="/~")
     scope = re.fullmatch(rf"{ALGORITHM} Credential=[^/,]+/\d{{8}}/([^/,]+)/([^/,]+)/"
                          r"aws4_request, .*", auth)
     if scope is None or "?" in url or not url.endswith(f"/{escaped}"):
         return None
     return url[:-len(escaped)], scope.group(1), scope.group(2)
+
+
+def code_of(exc: BaseException) -> str:
+    """S3's error code of a botocore failure ("" for another failure)."""
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    code: str = response.get("Error", {}).get("Code", "")
+    return code
 
 
 async def http_session(s3: S3Client, url: str) -> tuple[Any, str | None, dict[str, str]] | None:

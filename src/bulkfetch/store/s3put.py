@@ -9,16 +9,18 @@ botocore signs with (`s3.connect`). Nothing is read twice from the environment.
 
 This path answers only what it is sure of: 200 (the object is there), 412 and 501 (raised as
 botocore raises them, for bucket.py's one path of decisions). Anything else, a refusal, a
-5xx, a dropped connection, leaves the PUT to botocore, with its retries, clock-skew
-correction, region redirects and refreshed tokens: a failure costs what it cost before.
-Create-only makes that safe: a PUT that landed unseen is found by the next one's 412.
+3xx, a 5xx, a dropped connection, leaves the PUT to botocore, with its retries, region
+redirects and refreshed tokens: a failure costs what it cost before. Create-only makes that
+safe: a PUT that landed unseen is found by the next one's 412. After such a PUT the route is
+asked again (botocore may have learnt the bucket's region from a redirect meanwhile), and
+after MISSES_OFF in a row the run's PUTs are all botocore's: never every body sent twice.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 AGENT = f"bulkfetch/{__version__}"
+MISSES_OFF = 3  # PUTs left to botocore in a row, each after the route was asked again
 _DECIDED = frozenset({412, 501})  # bucket.py decides these: the key is taken; no conditions
 _ERROR_BYTES = 64 * 1024
 _CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
@@ -47,6 +50,7 @@ class FastPut:
     def __init__(self, *, base: str, signer: Signer, credentials: AioCredentials,
                  session: aiohttp.ClientSession, proxy: str | None,
                  proxy_headers: dict[str, str],
+                 relearn: Callable[[], Awaitable[tuple[str, Signer] | None]] | None = None,
                  clock: Callable[[], datetime.datetime] | None = None) -> None:
         self._base = base
         self._signer = signer
@@ -54,8 +58,11 @@ class FastPut:
         self._session = session
         self._proxy = proxy
         self._proxy_headers = proxy_headers or None
+        self._relearn = relearn  # the route again, as botocore would send now
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
-        self.sent = 0  # PUTs answered here (the rest went to botocore)
+        self._stale = False  # a PUT was left to botocore: ask the route again first
+        self.misses = 0  # PUTs left to botocore in a row
+        self.sent = 0  # PUTs answered here
 
     @classmethod
     async def of(cls, client: S3Client, credentials: AioCredentials | None,
@@ -65,21 +72,49 @@ class FastPut:
         aiobotocore whose session cannot be reached."""
         if credentials is None:
             return None
-        route = await s3.put_route(client, bucket)
-        if route is None:
-            return None
-        base, region, service = route
-        reached = await s3.http_session(client, base)
-        if reached is None:
+
+        async def route() -> tuple[str, Signer] | None:
+            found = await s3.put_route(client, bucket)
+            if found is None:
+                return None
+            base, region, service = found
+            return base, Signer(Scope(region, service))
+
+        first = await route()
+        reached = await s3.http_session(client, first[0]) if first else None
+        if first is None or reached is None:
             return None
         session, proxy, proxy_headers = reached
-        return cls(base=base, signer=Signer(Scope(region, service)), credentials=credentials,
-                   session=session, proxy=proxy, proxy_headers=proxy_headers)
+        return cls(base=first[0], signer=first[1], credentials=credentials, session=session,
+                   proxy=proxy, proxy_headers=proxy_headers, relearn=route)
 
     async def put(self, key: str, body: bytes, *, sha256: str,
                   headers: dict[str, str]) -> bool:
         """PUT `body` at `key` with `headers` (metadata, type, conditions). True: it is
         there. False: botocore is to send it. A 412 or 501 is raised as botocore's error."""
+        if self.misses >= MISSES_OFF or not await self._fresh():
+            return False  # this run's PUTs are botocore's from now on
+        done = await self._send(key, body, sha256, headers)
+        if done:
+            self.misses, self.sent = 0, self.sent + 1
+        else:
+            # botocore sends it, and learns meanwhile what we may not know (the bucket's
+            # region, from its redirect): the route is asked again before the next PUT.
+            self.misses += 1
+            self._stale = True
+        return done
+
+    async def _fresh(self) -> bool:
+        if self._stale and self._relearn is not None:
+            self._stale = False
+            route = await self._relearn()
+            if route is None:
+                self.misses = MISSES_OFF
+                return False
+            self._base, self._signer = route
+        return True
+
+    async def _send(self, key: str, body: bytes, sha256: str, headers: dict[str, str]) -> bool:
         url = self._base + quote(key, safe="/~")
         frozen = await self._credentials.get_frozen_credentials()
         if not (frozen.access_key and frozen.secret_key):
@@ -87,16 +122,16 @@ class FastPut:
         keys = Keys(frozen.access_key, frozen.secret_key, frozen.token)
         signed = self._signer.sign("PUT", url, headers, payload_sha256=sha256, keys=keys,
                                    now=self._clock())
-        signed["user-agent"] = AGENT  # unsigned, as botocore leaves it
+        # Unsigned, as botocore leaves them; an error's text uncompressed, as botocore asks.
+        signed.update({"user-agent": AGENT, "accept-encoding": "identity"})
         try:
             async with self._session.put(
                 yarl.URL(url, encoded=True), data=_payload(body, signed), headers=signed,
-                proxy=self._proxy,
-                proxy_headers=self._proxy_headers,
+                proxy=self._proxy, proxy_headers=self._proxy_headers,
+                allow_redirects=False,  # a 3xx is botocore's: a 200 elsewhere is not stored
             ) as answer:
                 if answer.status == 200:
                     await answer.read()
-                    self.sent += 1
                     return True
                 if answer.status not in _DECIDED:
                     return False

@@ -42,7 +42,7 @@ class Signer:
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
-        self._keys: dict[tuple[str, str], bytes] = {}
+        self._keys: dict[tuple[bytes, str], bytes] = {}  # by a digest: no secret kept twice
 
     def sign(self, method: str, url: str, headers: dict[str, str], *, payload_sha256: str,
              keys: Keys, now: datetime.datetime) -> dict[str, str]:
@@ -71,11 +71,12 @@ class Signer:
         return sent
 
     def _key(self, secret: str, day: str) -> bytes:
-        found = self._keys.get((secret, day))
+        which = (hashlib.sha256(secret.encode()).digest(), day)
+        found = self._keys.get(which)
         if found is None:
             found = f"AWS4{secret}".encode()
             for part in (day, self.scope.region, self.scope.service, "aws4_request"):
                 found = hmac.new(found, part.encode(), hashlib.sha256).digest()
-            self._keys = {(secret, day): found}  # one secret and day at a time
+            self._keys = {which: found}  # one secret and day at a time
         return found
 
