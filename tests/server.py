@@ -18,7 +18,7 @@ Routes (KEY separates the counters of different tests):
   /gzipped                    a gzip body with Content-Encoding: gzip, whatever was asked
   /big/N                      N bytes written 1 MiB at a time
   /chunked/N                  N bytes in chunked encoding (no Content-Length)
-  /ranged/NAME?size=N[&rate=B][&cut=C][&cap=R][&weak][&no_etag]
+  /ranged/NAME?size=N[&rate=B][&cut=C][&cap=R][&weak][&no_etag][&named=FILE]
                               N bytes (content set by Server.versions[NAME]) with a strong ETag
                               (weak: a weak one; no_etag: none) and an old Last-Modified, Range
                               and If-Range (either; Server.ignore_if_range: If-Range ignored);
@@ -348,6 +348,8 @@ class Server:
         etag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'
         modified = f"Sun, {version:02d} Nov 2026 00:00:00 GMT"  # long before Date: strong
         headers = {"Accept-Ranges": "bytes", "Last-Modified": modified}
+        if "named" in query:  # a download that names itself (Content-Disposition)
+            headers["Content-Disposition"] = f'attachment; filename="{query["named"]}"'
         if "weak" in query:
             etag = f"W/{etag}"
         if "no_etag" not in query:

@@ -89,6 +89,33 @@ def test_sigkill_then_every_segment_continues(server: Server, tmp_path: Path) ->
     assert not list(meta.glob("*"))
 
 
+def test_a_named_split_body_cut_off_keeps_its_name(server: Server, tmp_path: Path) -> None:
+    """--content-disposition: pieces kept by a run killed outright continue under the name
+    the first answer gave (kept with them), not the URL's."""
+    name, url = ranged(server, f"rate={MIB}&named=model%20weights.bin")
+    out = tmp_path / "out"
+    src = write_list(tmp_path / "u", [url])
+    args = (str(src), "-o", str(out), *SPLIT, "--content-disposition")
+    proc = subprocess.Popen(bulkfetch_cmd(*args), env=cli_env(), stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    meta = out / ".bulkfetch" / "partial"
+
+    def begun() -> bool:
+        found = list(meta.glob("*.json"))
+        kept = json.loads(found[0].read_text()) if found else {}
+        return sum(done - start for start, _, done in kept.get("segments", [])) > MIB
+
+    wait_for(begun)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    row = read_manifest(out / MANIFEST)[url]
+    assert row["sha256"] == digest(server, name) and row["received"] < SIZE
+    assert re.fullmatch(r"127\.0\.0\.1_\d+/model weights-[0-9a-f]{16}\.bin", row["path"]), row
+    assert (out / row["path"]).stat().st_size == SIZE
+
+
 def test_a_server_that_will_not_range_gets_one_connection(
     server: Server, tmp_path: Path
 ) -> None:

@@ -77,6 +77,9 @@ class Resume(Wire):
     total: int | None = None  # the whole body's length, when it was announced
     # A body fetched in segments (--split): each (start, end, next byte to write).
     segments: tuple[tuple[int, int, int], ...] | None = None
+    # The file name its first answer gave (--content-disposition), as given: made safe again,
+    # in the URL's folder and with its tag, when the pieces continue.
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

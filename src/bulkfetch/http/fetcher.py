@@ -55,8 +55,8 @@ Cut = Callable[[int | None, int], None]  # an attempt cut off: its HTTP status, 
 class _Trace:
     """What an attempt has learnt so far: what a failure reports and leaves to continue from."""
 
-    __slots__ = ("content_type", "final_url", "http_status", "kept", "path", "received",
-                 "validators")
+    __slots__ = ("content_type", "filename", "final_url", "http_status", "kept", "path",
+                 "received", "validators")
 
     def __init__(self, kept: Resume | None) -> None:
         self.http_status: int | None = None
@@ -66,6 +66,7 @@ class _Trace:
         self.final_url: str | None = None
         self.content_type: str | None = None
         self.path: str | None = None  # named by the answer (--content-disposition)
+        self.filename: str | None = None  # the name as the answer gave it
 
     def failed(self, error: str, failure: Failure) -> Attempt:
         return Attempt(http_status=self.http_status, error=error, failure=failure,
@@ -210,7 +211,7 @@ class Fetcher:
     async def _split_anew(self, job: Job, resp: aiohttp.ClientResponse, trace: _Trace,
                           validator: str) -> Pending | Attempt:
         total = resp.content_length or 0
-        trace.path = self._named(job, resp)
+        self._named(job, resp, trace)
         segments = plan(total, self._split, self._min_split)
         file = self._split_file(job, trace, validator, total, resp)
         await file.open([s.row() for s in segments], fresh=True)
@@ -220,6 +221,7 @@ class Fetcher:
         """Every segment of a split body continues where an earlier attempt left it."""
         assert resume.segments is not None and resume.total is not None
         segments = [Segment(*row) for row in resume.segments]
+        self._named(job, None, trace, resume.name)  # the name the first answer gave
         file = self._split_file(job, trace, resume.validator, resume.total, None)
         await file.open(resume.segments, fresh=False)
         quoted = resume.validator.startswith('"')
@@ -235,7 +237,8 @@ class Fetcher:
                     if self._remote_time and resp is not None else None)
         return SplitFile(self._sink, SafeRelPath(trace.path or job.path),
                          self._sink.partial(job.url, validator, 0, total),
-                         mtime=modified.timestamp() if modified is not None else None)
+                         mtime=modified.timestamp() if modified is not None else None,
+                         name=trace.filename)
 
     async def _run_split(self, job: Job, trace: _Trace, file: SplitFile,
                          segments: list[Segment], validator: str, total: int,
@@ -270,7 +273,7 @@ class Fetcher:
         body = Body(job.url, resp.content_length, trace.content_type,
                     replaces=job.prior is not None,
                     mtime=modified.timestamp() if modified is not None else None)
-        trace.path = self._named(job, resp)
+        self._named(job, resp, trace)
         pending = self._sink.open(
             SafeRelPath(trace.path or job.path), body,
             partial=self._partial(job, resp, trace.kept, span),
@@ -290,13 +293,17 @@ class Fetcher:
             trace.received = pending.size
         return pending
 
-    def _named(self, job: Job, resp: aiohttp.ClientResponse) -> str | None:
-        """--content-disposition: the answer's file name (RFC 6266, `filename*` first) in
-        place of the URL's, for a job without a NAME."""
+    def _named(self, job: Job, resp: aiohttp.ClientResponse | None, trace: _Trace,
+               filename: str | None = None) -> None:
+        """--content-disposition: the answer's file name (RFC 6266, `filename*` first), or
+        the one kept with a split body's pieces, in place of the URL's, for a job without a
+        NAME; made safe by the URL-name rules, in the URL's folder, with its tag."""
         if not self._content_disposition or not job.auto:
-            return None
-        filename = disposition_filename(resp.headers.get("Content-Disposition"))
-        return renamed(job.path, filename) if filename else None
+            return
+        if resp is not None:
+            filename = disposition_filename(resp.headers.get("Content-Disposition"))
+        if filename and (path := renamed(job.path, filename)) is not None:
+            trace.path, trace.filename = path, filename
 
     def _partial(
         self, job: Job, resp: aiohttp.ClientResponse, resume: Resume | None,

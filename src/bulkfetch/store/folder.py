@@ -251,8 +251,9 @@ class FolderSink:
             segments = _segments(meta["segments"], total, size)
             if segments is None:
                 return None
+            name = meta.get("name")
             return Resume(0, validator, total if isinstance(total, int) else None,
-                          segments=segments)
+                          segments=segments, name=name if isinstance(name, str) else None)
         return Resume(size, validator, total if isinstance(total, int) else None)
 
 

@@ -32,9 +32,10 @@ class SplitFile:
     """The Pending of a split body (`write_at` in place of `write`)."""
 
     def __init__(self, sink: FolderSink, rel: SafeRelPath, partial: Partial,
-                 *, mtime: float | None = None) -> None:
+                 *, mtime: float | None = None, name: str | None = None) -> None:
         self._sink = sink
         self._partial = partial
+        self._name = name  # --content-disposition's, kept for the pieces' next run
         self._folder, _, self._leaf = rel.rpartition("/")
         self._mtime = mtime
         self._dir_fd = -1
@@ -91,6 +92,8 @@ class SplitFile:
         meta = {"key": url_key(partial.url).hex(), "url": mask(partial.url),
                 "validator": partial.validator, "total": partial.total,
                 "segments": [list(segment) for segment in segments]}
+        if self._name is not None:
+            meta["name"] = self._name
         write_json(Path(partial.meta), meta, indent=False, dir_fd=self._dir_fd)
 
     def _commit(self, expect_sha256: str | None) -> str:
@@ -125,7 +128,8 @@ class SplitFile:
                 with contextlib.suppress(OSError):
                     self._save(segments)
                     return Resume(0, partial.validator, partial.total,
-                                  segments=tuple((a, b, c) for a, b, c in segments))
+                                  segments=tuple((a, b, c) for a, b, c in segments),
+                                  name=self._name)
             if self._dir_fd >= 0:
                 for name in (partial.part, partial.meta):
                     with contextlib.suppress(FileNotFoundError):
