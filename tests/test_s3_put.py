@@ -226,12 +226,7 @@ def test_the_route_probe_stores_nothing_even_if_it_went_out(
     would go out: its Content-MD5 makes the store refuse it, so no object appears."""
     from bulkfetch.store import s3
 
-    recorded.bucket("probe-only")
-    key_id, secret = recorded.user("probe")
-    for name, value in recorded.env(AWS_ACCESS_KEY_ID=key_id,
-                                    AWS_SECRET_ACCESS_KEY=secret).items():
-        if name.startswith("AWS_"):
-            monkeypatch.setenv(name, value)
+    key_id, secret = _as_user(recorded, monkeypatch, "probe-only")
 
     async def probe() -> tuple[str, str, str] | None:
         async with s3.connect() as (client, _):
@@ -328,12 +323,7 @@ def test_clients_of_a_process_share_one_tls_context(
     `verify` setting, and the requests still go through."""
     from bulkfetch.store import s3
 
-    recorded.bucket("tls-shared")
-    key_id, secret = recorded.user("tls")
-    for name, value in recorded.env(AWS_ACCESS_KEY_ID=key_id,
-                                    AWS_SECRET_ACCESS_KEY=secret).items():
-        if name.startswith("AWS_"):
-            monkeypatch.setenv(name, value)
+    _as_user(recorded, monkeypatch, "tls-shared")
     monkeypatch.setattr(s3, "_TLS", {})
 
     async def head() -> None:
@@ -343,3 +333,14 @@ def test_clients_of_a_process_share_one_tls_context(
     for _ in range(3):
         asyncio.run(head())
     assert len(s3._TLS) == 1  # keyed by botocore's `verify`: True, or a CA bundle's path
+
+
+def _as_user(moto: MotoServer, monkeypatch: pytest.MonkeyPatch, bucket: str) -> tuple[str, str]:
+    """A bucket, and this process's AWS_* set to a new IAM user's keys (moto checks them)."""
+    moto.bucket(bucket)
+    key_id, secret = moto.user(f"u-{bucket}")
+    for name, value in moto.env(AWS_ACCESS_KEY_ID=key_id,
+                                AWS_SECRET_ACCESS_KEY=secret).items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    return key_id, secret

@@ -44,14 +44,7 @@ def socks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Socks]:
             [sys.executable, "-u", "-m", "pproxy", "-v", "-l",
              f"socks5+socks4://127.0.0.1:{port}"], stdout=sink, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "pproxy did not start"
-                time.sleep(0.05)
+        _wait_listening(port)
         yield Socks(port, log)
     finally:
         proc.terminate()
