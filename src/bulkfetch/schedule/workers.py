@@ -312,6 +312,8 @@ async def _stop(executor: ProcessExecutor) -> None:
             loop.remove_reader(child.up)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGKILL)
+            executor._observer.notice(
+                f"worker process {child.pid} did not stop within {STOP_WAIT_S:.0f} s; killed")
 
 
 # The worker side.
