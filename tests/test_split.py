@@ -46,6 +46,27 @@ def digest(server: Server, name: str) -> str:
     return hashlib.sha256(server.ranged_body(name, SIZE)).hexdigest()
 
 
+def killed_mid_split(out: Path, *args: str, past: int) -> list[list[int]]:
+    """The CLI with `args`, its whole group SIGKILLed once its pieces kept on disk hold more
+    than `past` bytes; the pieces as it left them."""
+    proc = subprocess.Popen(bulkfetch_cmd(*args), env=cli_env(), stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    meta = out / ".bulkfetch" / "partial"
+
+    def progress() -> list[list[int]]:
+        found = list(meta.glob("*.json"))
+        kept = json.loads(found[0].read_text()) if found else {}
+        segments: list[list[int]] = kept.get("segments", [])
+        return segments
+
+    try:
+        wait_for(lambda: sum(done - start for start, _, done in progress()) > past)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    return progress()
+
+
 def test_a_split_body_is_the_origins_bytes(server: Server, tmp_path: Path) -> None:
     name, url = ranged(server, f"rate={4 * MIB}")
     started = time.monotonic()
@@ -65,18 +86,8 @@ def test_sigkill_then_every_segment_continues(server: Server, tmp_path: Path) ->
     name, url = ranged(server, f"rate={MIB}")
     out = tmp_path / "out"
     src = write_list(tmp_path / "u", [url])
-    proc = subprocess.Popen(bulkfetch_cmd(str(src), "-o", str(out), *SPLIT), env=cli_env(),
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    kept = killed_mid_split(out, str(src), "-o", str(out), *SPLIT, past=2 * MIB)
     meta = out / ".bulkfetch" / "partial"
-
-    def progress() -> list[list[int]]:
-        found = list(meta.glob("*.json"))
-        return json.loads(found[0].read_text()).get("segments", []) if found else []
-
-    wait_for(lambda: sum(done - start for start, _, done in progress()) > 2 * MIB)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-    kept = progress()
     assert all(done > start for start, _, done in kept)  # every segment had begun
     server.reset()
     again = run_cli(str(src), "-o", str(out), *SPLIT)
@@ -96,18 +107,7 @@ def test_a_named_split_body_cut_off_keeps_its_name(server: Server, tmp_path: Pat
     out = tmp_path / "out"
     src = write_list(tmp_path / "u", [url])
     args = (str(src), "-o", str(out), *SPLIT, "--content-disposition")
-    proc = subprocess.Popen(bulkfetch_cmd(*args), env=cli_env(), stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    meta = out / ".bulkfetch" / "partial"
-
-    def begun() -> bool:
-        found = list(meta.glob("*.json"))
-        kept = json.loads(found[0].read_text()) if found else {}
-        return sum(done - start for start, _, done in kept.get("segments", [])) > MIB
-
-    wait_for(begun)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10)
+    killed_mid_split(out, *args, past=MIB)
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     row = read_manifest(out / MANIFEST)[url]
@@ -241,14 +241,7 @@ def test_pieces_kept_by_a_split_run_continue_without_split(
     name, url = ranged(server, f"rate={MIB}")
     out = tmp_path / "out"
     src = write_list(tmp_path / "u", [url])
-    proc = subprocess.Popen(bulkfetch_cmd(str(src), "-o", str(out), *SPLIT), env=cli_env(),
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    meta = out / ".bulkfetch" / "partial"
-    wait_for(lambda: any(json.loads(m.read_text()).get("segments") and sum(
-        d - s for s, _, d in json.loads(m.read_text())["segments"]) > MIB
-        for m in meta.glob("*.json")))
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10)
+    killed_mid_split(out, str(src), "-o", str(out), *SPLIT, past=MIB)
     again = run_cli(str(src), "-o", str(out), "-w", "2")
     assert again.returncode == 0, again.stderr
     row = read_manifest(out / MANIFEST)[url]
